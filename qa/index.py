@@ -1,0 +1,327 @@
+"""The index on disk: FAISS vectors, a JSONL chunk store, BM25 arrays and a versioned manifest.
+
+Layout of one generation (see ``qa.store`` for how generations are swapped)::
+
+    manifest.json    format version, model, dimension, chunking settings, documents and hashes
+    documents.jsonl  one document per line (id, title, sha256, text)
+    chunks.jsonl     one chunk per line; line n is vector id n
+    vectors.faiss    the FAISS index (exact inner product, or HNSW above a size threshold)
+    bm25/            bm25s arrays (numpy .npy, loaded without pickle) and vocabulary JSON
+
+Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from qa import store
+from qa.chunking import chunk_document
+from qa.config import Settings
+from qa.embedding import Embedder
+from qa.errors import IndexCorruptError, IndexMismatchError
+from qa.lexical import LexicalIndex
+from qa.types import Chunk, Document
+from qa.vectors import build_vector_index, read_vector_index, write_vector_index
+
+log = logging.getLogger(__name__)
+
+FORMAT = "qa-index"
+FORMAT_VERSION = 1
+#: Files above this size are checked by size only at load (hashing them would slow start-up).
+HASH_CHECK_LIMIT = 256 * 1024 * 1024
+
+
+@dataclass
+class BuildReport:
+    """What a build did."""
+
+    documents: int = 0
+    chunks: int = 0
+    embedded: int = 0  # chunks whose vectors were computed (the rest were reused)
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    up_to_date: bool = False
+    generation: str = ""
+
+
+@dataclass
+class IndexData:
+    """A loaded generation: read-only after load, so it can be shared between threads."""
+
+    path: Path
+    manifest: dict[str, Any]
+    documents: dict[str, Document]
+    chunks: list[Chunk]
+    vectors: Any  # a faiss.Index
+    lexical: LexicalIndex
+
+    @property
+    def model(self) -> str:
+        return str(self.manifest["model"]["name"])
+
+
+def chunking_settings(settings: Settings) -> dict[str, Any]:
+    return {
+        "encoding": settings.encoding,
+        "chunk_tokens": settings.chunk_tokens,
+        "chunk_overlap": settings.chunk_overlap,
+        "title_in_embedding": True,
+    }
+
+
+def embed_text(chunk: Chunk) -> str:
+    """What is embedded and BM25-indexed for a chunk: its title gives the passage context."""
+    return f"{chunk.title}\n{chunk.text}" if chunk.title and chunk.title not in chunk.text else chunk.text
+
+
+def build(
+    documents: Sequence[Document],
+    index_dir: Path,
+    embedder: Embedder,
+    settings: Settings,
+    progress: Callable[[int, int], None] | None = None,
+    warnings: Sequence[str] = (),
+) -> BuildReport:
+    """Build or update the index in ``index_dir`` from ``documents``; reuses unchanged vectors.
+
+    ``progress(done, total)`` is called as chunks are embedded.
+    """
+    t0 = time.perf_counter()
+    index_dir = Path(index_dir)
+    report = BuildReport(warnings=list(warnings))
+    with store.build_lock(index_dir):
+        store.clean_stale(index_dir)
+        previous = _load_previous(index_dir, embedder, settings)
+        old_docs = previous.documents if previous else {}
+        new_ids = [d.doc_id for d in documents]
+        if len(set(new_ids)) != len(new_ids):
+            raise IndexCorruptError("two documents share one id; document ids must be unique")
+        report.added = [i for i in new_ids if i not in old_docs]
+        report.changed = [d.doc_id for d in documents if d.doc_id in old_docs and old_docs[d.doc_id].sha256 != d.sha256]
+        report.removed = sorted(set(old_docs) - set(new_ids))
+        report.documents = len(documents)
+        if previous and not (report.added or report.changed or report.removed) and [
+            d["doc_id"] for d in previous.manifest["documents"]
+        ] == new_ids:
+            report.up_to_date = True
+            report.chunks = len(previous.chunks)
+            report.generation = previous.path.name
+            report.seconds = time.perf_counter() - t0
+            return report
+
+        chunks, vectors, report.embedded = _chunks_and_vectors(
+            documents, previous, embedder, settings, progress
+        )
+        report.chunks = len(chunks)
+        tmp = store.new_generation_dir(index_dir)
+        _write_generation(tmp, documents, chunks, vectors, embedder, settings)
+        report.generation = store.publish(index_dir, tmp).name
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _load_previous(index_dir: Path, embedder: Embedder, settings: Settings) -> IndexData | None:
+    """The live generation if its vectors can be reused with these settings, else None."""
+    try:
+        previous = load(index_dir)
+    except (IndexMismatchError, IndexCorruptError) as exc:
+        log.warning("rebuilding from scratch: %s", exc)
+        return None
+    except Exception:  # missing index: nothing to reuse
+        return None
+    man = previous.manifest
+    if man["model"]["name"] != embedder.name or man["chunking"] != chunking_settings(settings):
+        log.info("model or chunking settings changed: re-embedding everything")
+        return None
+    return previous
+
+
+def _chunks_and_vectors(
+    documents: Sequence[Document],
+    previous: IndexData | None,
+    embedder: Embedder,
+    settings: Settings,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[list[Chunk], np.ndarray, int]:
+    old_docs = previous.documents if previous else {}
+    old_rows: dict[str, list[int]] = {}
+    reuse: dict[str, int] = {}  # hash of embedded text -> row in the previous index
+    if previous:
+        for row, ch in enumerate(previous.chunks):
+            old_rows.setdefault(ch.doc_id, []).append(row)
+            reuse.setdefault(_text_key(embed_text(ch)), row)
+    chunks: list[Chunk] = []
+    for doc in documents:
+        old = old_docs.get(doc.doc_id)
+        if old is not None and old.sha256 == doc.sha256 and old.title == doc.title and previous:
+            chunks.extend(previous.chunks[r] for r in old_rows.get(doc.doc_id, []))
+        else:
+            chunks.extend(
+                chunk_document(doc, settings.chunk_tokens, settings.chunk_overlap, settings.encoding)
+            )
+    vectors = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
+    todo: list[int] = []
+    for i, ch in enumerate(chunks):
+        row = reuse.get(_text_key(embed_text(ch)))
+        if row is not None and previous is not None:
+            vectors[i] = previous.vectors.reconstruct(row)
+        else:
+            todo.append(i)
+    if todo:
+        done = 0
+
+        def step(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress:
+                progress(done, len(todo))
+
+        vectors[todo] = embedder.embed(
+            [embed_text(chunks[i]) for i in todo], batch_size=settings.batch_size, progress=step
+        )
+    return chunks, vectors, len(todo)
+
+
+def _text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _write_generation(
+    gen: Path,
+    documents: Sequence[Document],
+    chunks: list[Chunk],
+    vectors: np.ndarray,
+    embedder: Embedder,
+    settings: Settings,
+) -> None:
+    store.write_jsonl(
+        gen / "documents.jsonl",
+        [{"doc_id": d.doc_id, "title": d.title, "sha256": d.sha256, "text": d.text} for d in documents],
+    )
+    store.write_jsonl(
+        gen / "chunks.jsonl",
+        [
+            {"chunk_id": c.chunk_id, "doc_id": c.doc_id, "start": c.start, "end": c.end, "text": c.text}
+            for c in chunks
+        ],
+    )
+    index = build_vector_index(vectors, settings.hnsw_threshold)
+    write_vector_index(index, gen / "vectors.faiss")
+    LexicalIndex.build([embed_text(c) for c in chunks]).save(gen / "bm25")
+    counts: dict[str, int] = {}
+    for c in chunks:
+        counts[c.doc_id] = counts.get(c.doc_id, 0) + 1
+    files = {}
+    for f in sorted(gen.rglob("*")):
+        if f.is_file():
+            files[f.relative_to(gen).as_posix()] = {"bytes": f.stat().st_size, "sha256": store.sha256_file(f)}
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model": {"name": embedder.name, "dim": int(embedder.dim)},
+        "chunking": chunking_settings(settings),
+        "vector_index": {"type": _index_type(index), "vectors": int(index.ntotal)},
+        "counts": {"documents": len(documents), "chunks": len(chunks)},
+        "documents": [
+            {"doc_id": d.doc_id, "title": d.title, "sha256": d.sha256, "chunks": counts.get(d.doc_id, 0)}
+            for d in documents
+        ],
+        "files": files,
+    }
+    store.write_json(gen / "manifest.json", manifest)
+
+
+def _index_type(index: Any) -> str:
+    return "hnsw" if isinstance(index, faiss.IndexHNSW) else "flat"
+
+
+def read_manifest(gen: Path) -> dict[str, Any]:
+    """Read and check a generation's manifest (format and version)."""
+    manifest = store.read_json(gen / "manifest.json")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise IndexCorruptError(
+            f"{gen / 'manifest.json'} is not a qa index manifest: run `qa build` to rebuild the index"
+        )
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexMismatchError(
+            f"the index in {gen} has format version {manifest.get('format_version')}, "
+            f"this qa reads version {FORMAT_VERSION}: run `qa build` to rebuild it"
+        )
+    return manifest
+
+
+def load(index_dir: Path, model: str | None = None) -> IndexData:
+    """Load the live generation of ``index_dir``, checking files against the manifest.
+
+    ``model``: the embedding model the caller will query with; a different one is an error.
+    """
+    index_dir = Path(index_dir)
+    gen = store.current_generation(index_dir)
+    try:
+        return _load_generation(gen, model)
+    except IndexCorruptError:
+        # A build may have swapped generations between reading CURRENT and opening files.
+        newer = store.current_generation(index_dir)
+        if newer == gen:
+            raise
+        return _load_generation(newer, model)
+
+
+def _load_generation(gen: Path, model: str | None) -> IndexData:
+    manifest = read_manifest(gen)
+    if model is not None and manifest["model"]["name"] != model:
+        raise IndexMismatchError(
+            f"the index in {gen.parent} was built with embedding model "
+            f"{manifest['model']['name']!r}, but {model!r} is configured: run `qa build` to rebuild "
+            f"it with {model!r}, or set QA_MODEL={manifest['model']['name']}"
+        )
+    _check_files(gen, manifest)
+    docs = {
+        row["doc_id"]: Document(row["doc_id"], row["title"], row["text"], row["sha256"])
+        for row in store.read_jsonl(gen / "documents.jsonl")
+    }
+    chunks = []
+    for row in store.read_jsonl(gen / "chunks.jsonl"):
+        doc = docs.get(row["doc_id"])
+        if doc is None:
+            raise IndexCorruptError(f"{gen / 'chunks.jsonl'} cites an unknown document: run `qa build`")
+        chunks.append(Chunk(row["chunk_id"], row["doc_id"], doc.title, row["start"], row["end"], row["text"]))
+    vectors = read_vector_index(gen / "vectors.faiss")
+    if vectors.ntotal != len(chunks) or vectors.d != manifest["model"]["dim"]:
+        raise IndexCorruptError(
+            f"{gen / 'vectors.faiss'} does not match {gen / 'chunks.jsonl'}: run `qa build` to rebuild"
+        )
+    lexical = LexicalIndex.load(gen / "bm25", len(chunks))
+    return IndexData(gen, manifest, docs, chunks, vectors, lexical)
+
+
+def _check_files(gen: Path, manifest: dict[str, Any]) -> None:
+    for name, meta in manifest.get("files", {}).items():
+        path = gen / name
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise IndexCorruptError(f"index file {path} is missing: run `qa build` to rebuild") from None
+        if size != meta["bytes"]:
+            raise IndexCorruptError(
+                f"index file {path} is truncated or damaged ({size} bytes, expected "
+                f"{meta['bytes']}): run `qa build` to rebuild it"
+            )
+        if size <= HASH_CHECK_LIMIT and store.sha256_file(path) != meta["sha256"]:
+            raise IndexCorruptError(
+                f"index file {path} is damaged (checksum mismatch): run `qa build` to rebuild it"
+            )

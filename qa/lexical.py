@@ -1,0 +1,88 @@
+"""BM25 over chunks (bm25s), with a tokenizer shared by indexing and queries."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qa.errors import IndexCorruptError
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+# A short English stop list: BM25's idf already discounts common words, this only
+# keeps question words ("what", "which") from matching everything.
+STOPWORDS = frozenset(
+    """a about an and are as at be been but by can could describe did do does explain for from
+    give had has have he her
+    his how i if in into is it its know may me might my no not of on or our please she should so such
+    tell than that the their them then there these they this those to us was we were what when where
+    which while who whom whose why will with would you your""".split()
+)
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Any:
+    try:
+        import Stemmer  # PyStemmer: optional, improves recall of inflected forms
+    except ImportError:
+        return None
+    return Stemmer.Stemmer("english")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased words without stop words, stemmed when PyStemmer is installed."""
+    words = [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+    stemmer = _stemmer()
+    return stemmer.stemWords(words) if stemmer else words
+
+
+class LexicalIndex:
+    """A BM25 index; read-only after build or load."""
+
+    def __init__(self, retriever: Any, size: int) -> None:
+        self._bm25 = retriever
+        self.size = size
+
+    @classmethod
+    def build(cls, texts: list[str]) -> LexicalIndex:
+        import bm25s
+
+        retriever = bm25s.BM25()
+        tokens = [tokenize(t) or ["\u2205"] for t in texts]  # bm25s rejects empty documents
+        if texts:
+            retriever.index(tokens, show_progress=False)
+        return cls(retriever, len(texts))
+
+    def save(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        if self.size:
+            self._bm25.save(str(path), show_progress=False, allow_pickle=False)
+
+    @classmethod
+    def load(cls, path: Path, size: int) -> LexicalIndex:
+        import bm25s
+
+        if size == 0:
+            return cls(bm25s.BM25(), 0)
+        try:
+            retriever = bm25s.BM25.load(str(path), allow_pickle=False, show_progress=False)
+        except Exception as exc:  # bm25s raises many types for damaged files
+            raise IndexCorruptError(
+                f"BM25 files in {path} are damaged ({type(exc).__name__}): run `qa build`"
+            ) from None
+        return cls(retriever, size)
+
+    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` (scores, ids) with a positive score."""
+        terms = tokenize(query)
+        if not terms or self.size == 0:
+            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
+        scores = self._bm25.get_scores(terms)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        top = top[scores[top] > 0]
+        return scores[top].astype(np.float32), top.astype(np.int64)

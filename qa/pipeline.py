@@ -1,0 +1,244 @@
+"""The ``QA`` facade: build or load an index, then ``ask`` and ``search``.
+
+A QA object is safe to share between threads: everything it reads while answering
+(the model, FAISS, BM25, chunk store) is read-only; ``reload`` swaps in a newly
+built index as one reference assignment, so a query sees the old or the new index
+whole, never a mix.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qa import index as index_mod
+from qa import sources
+from qa.config import Settings
+from qa.embedding import Embedder, make_embedder
+from qa.errors import InputError, SourceError
+from qa.index import BuildReport, IndexData
+from qa.reader import Reader, make_reader
+from qa.retrieval import fuse, retrieve
+from qa.types import Answer, Document, Hit
+
+NOT_FOUND = "I could not find an answer to that in the sources."
+HistoryItem = str | dict[str, Any]
+
+# Words that make a short question lean on the previous one ("and when?", "who signed it?").
+_REFERRING = re.compile(
+    r"^(and|but|also|what about|how about|then)\b|\b(it|its|they|them|their|he|him|his|she|her|"
+    r"this|that|these|those|there|the same)\b",
+    re.IGNORECASE,
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class QA:
+    """Question answering over an index of seed documents."""
+
+    def __init__(
+        self, data: IndexData, settings: Settings, embedder: Embedder, reader: Reader | None = None
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self._data = data
+        self.reader = reader or make_reader(
+            settings.reader, embedder, settings.reader_path, settings.read_passages,
+            settings.max_answer_tokens,
+        )  # fmt: skip
+        self._reload_lock = threading.Lock()
+        self.last_build: BuildReport | None = None
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        seeds_dir: str | Path | None = None,
+        index_dir: str | Path | None = None,
+        settings: Settings | None = None,
+        embedder: Embedder | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> QA:
+        """Build or update the index from ``seeds_dir`` (re-embedding only what changed), then load it."""
+        settings = _settings(settings, seeds_dir, index_dir)
+        result = sources.read_folder(settings.seeds_dir, settings.max_file_bytes)
+        if not result.documents:
+            detail = f" ({'; '.join(result.warnings[:3])})" if result.warnings else ""
+            raise SourceError(
+                f"no usable documents in {settings.seeds_dir}{detail}: add .txt, .md, .html "
+                "or .pdf files, then run `qa build`"
+            )
+        return cls.from_documents(result.documents, settings=settings, embedder=embedder,
+                                  progress=progress, warnings=result.warnings)  # fmt: skip
+
+    @classmethod
+    def from_documents(
+        cls,
+        documents: Sequence[Document],
+        index_dir: str | Path | None = None,
+        settings: Settings | None = None,
+        embedder: Embedder | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        warnings: Sequence[str] = (),
+    ) -> QA:
+        """Build or update an index from documents already in memory, then load it."""
+        settings = _settings(settings, None, index_dir)
+        embedder = embedder or make_embedder(settings.model)
+        report = index_mod.build(documents, settings.index_dir, embedder, settings, progress, warnings)
+        qa = cls.load(settings=settings, embedder=embedder)
+        qa.last_build = report
+        return qa
+
+    @classmethod
+    def load(
+        cls,
+        index_dir: str | Path | None = None,
+        settings: Settings | None = None,
+        embedder: Embedder | None = None,
+    ) -> QA:
+        """Load a built index; raises a QAError that says how to fix a missing or stale one."""
+        settings = _settings(settings, None, index_dir)
+        embedder = embedder or make_embedder(settings.model)
+        data = index_mod.load(settings.index_dir, model=embedder.name)
+        return cls(data, settings, embedder)
+
+    def reload(self) -> bool:
+        """Swap in the index's newest generation if it changed; True when it did."""
+        with self._reload_lock:
+            data = index_mod.load(self.settings.index_dir, model=self.embedder.name)
+            if data.path == self._data.path:
+                return False
+            self._data = data  # one assignment: queries see the old or the new index whole
+            return True
+
+    # -- queries ----------------------------------------------------------------------
+    def search(self, question: str, k: int = 5, history: Sequence[HistoryItem] | None = None) -> list[Hit]:
+        """The ``k`` best passages for ``question``, ranked by fused dense + BM25 score."""
+        query = self._query(question, history)
+        data = self._data
+        hits, _, _ = self._search(data, query, _bounded_k(k), {})
+        return hits
+
+    def ask(self, question: str, history: Sequence[HistoryItem] | None = None) -> Answer:
+        """Answer ``question`` with a span quoted from the sources, or ``found=False``."""
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        query = self._query(question, history)
+        data = self._data  # one snapshot for the whole question
+        k = max(self.settings.top_k, self.settings.read_passages)
+        hits, qvec, _ = self._search(data, query, k, timings)
+        t1 = time.perf_counter()
+        reading = self.reader.read(query, hits, data.documents, qvec)
+        timings["reader"] = time.perf_counter() - t1
+        timings["total"] = time.perf_counter() - t0
+        found = reading.citation is not None and reading.confidence >= self.settings.min_confidence
+        return Answer(
+            question=question,
+            text=reading.citation.quote if found and reading.citation else NOT_FOUND,
+            found=found,
+            score=round(reading.confidence, 4),
+            citations=[reading.citation] if found and reading.citation else [],
+            hits=reading.hits[: self.settings.top_k],
+            timings={k: round(v, 6) for k, v in timings.items()},
+        )
+
+    def _search(
+        self, data: IndexData, query: str, k: int, timings: dict[str, float]
+    ) -> tuple[list[Hit], np.ndarray, Any]:
+        t0 = time.perf_counter()
+        qvec = self.embedder.embed([query])[0]
+        timings["embed"] = time.perf_counter() - t0
+        ranked = retrieve(data, qvec, query, max(self.settings.candidates, k), timings)
+        t1 = time.perf_counter()
+        hits = fuse(data, ranked, qvec, k, self.settings.rrf_k)
+        timings["fusion"] = time.perf_counter() - t1
+        return hits, qvec, ranked
+
+    def _query(self, question: str, history: Sequence[HistoryItem] | None) -> str:
+        question = self._clean_question(question)
+        previous = _previous_question(history, self.settings)
+        if previous and _is_follow_up(question):
+            return f"{previous} {question}"
+        return question
+
+    def _clean_question(self, question: Any) -> str:
+        if not isinstance(question, str):
+            raise InputError("the question must be a string")
+        question = _CONTROL.sub(" ", question).strip()
+        if not question:
+            raise InputError("the question is empty: ask something about the documents")
+        if len(question) > self.settings.max_question_chars:
+            raise InputError(
+                f"the question is too long ({len(question)} characters; the limit is "
+                f"{self.settings.max_question_chars})"
+            )
+        return " ".join(question.split())
+
+    # -- information ----------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        """The live index's manifest, plus where it is and which reader answers."""
+        data = self._data
+        info = dict(data.manifest)
+        info["path"] = str(data.path)
+        info["reader"] = getattr(self.reader, "info", {"name": self.reader.name})
+        return info
+
+    def document(self, doc_id: str) -> Document:
+        """One indexed document by id; KeyError if absent."""
+        return self._data.documents[doc_id]
+
+    @property
+    def data(self) -> IndexData:
+        return self._data
+
+
+def _settings(settings: Settings | None, seeds_dir: Any, index_dir: Any) -> Settings:
+    settings = settings or Settings.from_env()
+    changes: dict[str, Any] = {}
+    if seeds_dir is not None:
+        changes["seeds_dir"] = Path(seeds_dir)
+    if index_dir is not None:
+        changes["index_dir"] = Path(index_dir)
+    return settings.replace(**changes) if changes else settings
+
+
+def _bounded_k(k: Any) -> int:
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 100:
+        raise InputError("k must be an integer from 1 to 100")
+    return k
+
+
+def _previous_question(history: Sequence[HistoryItem] | None, settings: Settings) -> str | None:
+    """The last user question in ``history`` (strings are user turns)."""
+    if history is None:
+        return None
+    if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
+        raise InputError("history must be a list of previous turns")
+    if len(history) > settings.max_history_turns * 2:
+        raise InputError(f"history is too long (at most {settings.max_history_turns} turns)")
+    total = 0
+    last: str | None = None
+    for item in history:
+        if isinstance(item, str):
+            role, content = "user", item
+        elif isinstance(item, dict) and isinstance(item.get("content"), str):
+            role, content = str(item.get("role", "user")), item["content"]
+        else:
+            raise InputError("each history item must be a string or {role, content} object")
+        total += len(content)
+        if total > settings.max_history_chars:
+            raise InputError(f"history is too long (at most {settings.max_history_chars} characters)")
+        if role == "user" and content.strip():
+            last = " ".join(_CONTROL.sub(" ", content).split())[: settings.max_question_chars]
+    return last
+
+
+def _is_follow_up(question: str) -> bool:
+    words = question.split()
+    return len(words) <= 3 or (len(words) <= 8 and bool(_REFERRING.search(question)))

@@ -1,0 +1,88 @@
+"""Frozen dataclasses that cross module boundaries.
+
+Everything here is plain data: JSON-serialisable through :func:`to_dict`, and
+never carrying behaviour that needs a model or an index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Document:
+    """One source document read from the seeds folder."""
+
+    doc_id: str  # path relative to the seeds folder, with forward slashes
+    title: str
+    text: str
+    sha256: str  # of `text` encoded as UTF-8
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A token window of a document; ``document.text[start:end] == text`` always."""
+
+    chunk_id: str  # "<doc_id>#<n>"
+    doc_id: str
+    title: str
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A ranked passage returned by retrieval (and possibly re-ranked by the reader)."""
+
+    chunk: Chunk
+    score: float  # the fused score that ordered the hits
+    rank: int  # 1-based
+    dense_score: float | None = None  # cosine similarity, when the dense search saw it
+    lexical_score: float | None = None  # BM25 score, when the lexical search saw it
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Where an answer comes from: exact character offsets into the source document.
+
+    ``source_text[start:end] == quote`` and ``source_text[sentence_start:sentence_end]
+    == sentence`` hold for the document ``doc_id``.
+    """
+
+    doc_id: str
+    title: str
+    chunk_id: str
+    start: int
+    end: int
+    quote: str
+    sentence: str  # the sentence around the quote, shown with the quote highlighted
+    sentence_start: int
+    sentence_end: int
+    passage: str  # the whole retrieved chunk the quote sits in
+    passage_start: int
+    passage_end: int
+    score: float
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The result of :meth:`qa.QA.ask`."""
+
+    question: str
+    text: str  # the extracted span, verbatim from the source (or a "not found" message)
+    found: bool
+    score: float  # calibrated confidence in [0, 1]
+    citations: list[Citation] = field(default_factory=list)
+    hits: list[Hit] = field(default_factory=list)  # passages read, best first
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """Return a JSON-serialisable dict of any dataclass in this module."""
+    return dataclasses.asdict(obj)

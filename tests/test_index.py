@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from qa import QA, store
+from qa import index as index_mod
+from qa.embedding import HashEmbedder
+from qa.errors import (
+    BuildLockedError,
+    IndexCorruptError,
+    IndexMismatchError,
+    IndexMissingError,
+)
+
+
+class CountingEmbedder(HashEmbedder):
+    def __init__(self) -> None:
+        super().__init__(64)
+        self.embedded = 0
+
+    def embed(self, texts, batch_size=32, progress=None):  # type: ignore[no-untyped-def]
+        self.embedded += len(texts)
+        return super().embed(texts, batch_size, progress)
+
+
+def build(sample_seeds: Path, settings, embedder=None) -> QA:  # type: ignore[no-untyped-def]
+    return QA.build(sample_seeds, settings.index_dir, settings=settings, embedder=embedder)
+
+
+def test_build_writes_readable_versioned_files(sample_seeds: Path, fake_settings) -> None:  # type: ignore[no-untyped-def]
+    qa = build(sample_seeds, fake_settings)
+    gen = store.current_generation(fake_settings.index_dir)
+    manifest = json.loads((gen / "manifest.json").read_text())
+    assert manifest["format_version"] == index_mod.FORMAT_VERSION
+    assert manifest["model"] == {"name": "hash-64", "dim": 64}
+    assert manifest["chunking"]["chunk_tokens"] == fake_settings.chunk_tokens
+    assert {d["doc_id"] for d in manifest["documents"]} == {"page.html", "rivers/nile.txt", "solar.md"}
+    assert all(len(d["sha256"]) == 64 for d in manifest["documents"])
+    rows = [json.loads(line) for line in (gen / "chunks.jsonl").read_text().splitlines()]
+    assert len(rows) == manifest["counts"]["chunks"] == len(qa.data.chunks)
+    for row in rows:  # the chunk store slices the documents exactly
+        assert qa.document(row["doc_id"]).text[row["start"] : row["end"]] == row["text"]
+    assert not list(gen.rglob("*.pkl")) and not list(gen.rglob("*.pickle"))
+
+
+def test_rebuild_reembeds_only_what_changed(sample_seeds: Path, fake_settings) -> None:  # type: ignore[no-untyped-def]
+    emb = CountingEmbedder()
+    first = build(sample_seeds, fake_settings, emb)
+    total = len(first.data.chunks)
+    assert emb.embedded == total
+
+    emb.embedded = 0
+    again = build(sample_seeds, fake_settings, emb)
+    assert again.last_build is not None and again.last_build.up_to_date
+    assert emb.embedded == 0
+
+    (sample_seeds / "rivers" / "nile.txt").write_text("The Nile\n\nThe Nile flows through Egypt.\n")
+    (sample_seeds / "new.txt").write_text("Penguins\n\nPenguins live in the Southern Hemisphere.\n")
+    (sample_seeds / "page.html").unlink()
+    emb.embedded = 0
+    qa = build(sample_seeds, fake_settings, emb)
+    report = qa.last_build
+    assert report is not None
+    assert report.added == ["new.txt"] and report.changed == ["rivers/nile.txt"]
+    assert report.removed == ["page.html"]
+    assert emb.embedded == report.embedded == 2  # one chunk each for the new and changed file
+    assert all(h.chunk.doc_id != "page.html" for h in qa.search("bread dough yeast", k=10))
+    assert "Penguins" in qa.search("penguins southern hemisphere", k=1)[0].chunk.text
+
+
+def test_missing_index_says_run_build(tmp_path: Path) -> None:
+    with pytest.raises(IndexMissingError, match="qa build"):
+        QA.load(tmp_path / "index", settings=None, embedder=HashEmbedder(64))
+
+
+def test_other_model_gives_clear_mismatch(sample_seeds: Path, fake_settings) -> None:  # type: ignore[no-untyped-def]
+    build(sample_seeds, fake_settings)
+    with pytest.raises(IndexMismatchError, match="hash-64.*qa build"):
+        QA.load(settings=fake_settings, embedder=HashEmbedder(32))
+
+
+def test_other_format_version_gives_clear_mismatch(sample_seeds: Path, fake_settings) -> None:  # type: ignore[no-untyped-def]
+    build(sample_seeds, fake_settings)
+    gen = store.current_generation(fake_settings.index_dir)
+    manifest = json.loads((gen / "manifest.json").read_text())
+    manifest["format_version"] = 999
+    (gen / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexMismatchError, match="format version 999.*qa build"):
+        QA.load(settings=fake_settings)
+
+
+@pytest.mark.parametrize("name", ["chunks.jsonl", "vectors.faiss", "documents.jsonl", "manifest.json"])
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])
+def test_damaged_files_name_the_file_and_the_fix(sample_seeds: Path, fake_settings, name: str, damage: str) -> None:  # type: ignore[no-untyped-def]
+    build(sample_seeds, fake_settings)
+    path = store.current_generation(fake_settings.index_dir) / name
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "flip":
+        path.write_bytes(data[:10] + bytes([data[10] ^ 0xFF]) + data[11:])
+    else:
+        path.unlink()
+    with pytest.raises((IndexCorruptError, IndexMismatchError)) as err:
+        QA.load(settings=fake_settings)
+    assert name in str(err.value) and "qa build" in str(err.value)
+    # A rebuild repairs it.
+    build(sample_seeds, fake_settings)
+    assert QA.load(settings=fake_settings).search("Nile river", k=1)
+
+
+def test_failed_build_leaves_previous_index_live(sample_seeds: Path, fake_settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    build(sample_seeds, fake_settings)
+    before = store.current_generation(fake_settings.index_dir)
+    (sample_seeds / "new.txt").write_text("Otters\n\nSea otters hold hands while sleeping.\n")
+
+    def boom(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError("disk full")
+
+    monkeypatch.setattr(index_mod, "write_vector_index", boom)
+    with pytest.raises(OSError):
+        build(sample_seeds, fake_settings)
+    assert store.current_generation(fake_settings.index_dir) == before
+    qa = QA.load(settings=fake_settings)
+    assert "new.txt" not in qa.data.documents
+    monkeypatch.undo()
+    qa = build(sample_seeds, fake_settings)
+    assert "new.txt" in qa.data.documents
+    leftovers = [p.name for p in fake_settings.index_dir.iterdir() if p.name.startswith(".building-")]
+    assert leftovers == []
+
+
+def test_second_build_is_refused_by_the_lock(sample_seeds: Path, fake_settings) -> None:  # type: ignore[no-untyped-def]
+    with store.build_lock(fake_settings.index_dir):
+        with pytest.raises(BuildLockedError, match="another build is running"):
+            build(sample_seeds, fake_settings)
+    build(sample_seeds, fake_settings)  # free again
+
+
+def test_reload_swaps_in_a_new_generation(sample_seeds: Path, fake_settings) -> None:  # type: ignore[no-untyped-def]
+    qa = build(sample_seeds, fake_settings)
+    assert not qa.reload()
+    (sample_seeds / "new.txt").write_text("Owls\n\nOwls can rotate their heads 270 degrees.\n")
+    build(sample_seeds, fake_settings)
+    assert qa.reload()
+    assert qa.search("owls rotate heads", k=1)[0].chunk.doc_id == "new.txt"

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from qa import QA, Answer
+from qa.errors import InputError
+
+
+@pytest.fixture
+def qa(sample_seeds: Path, fake_settings) -> QA:  # type: ignore[no-untyped-def]
+    return QA.build(sample_seeds, fake_settings.index_dir, settings=fake_settings)
+
+
+def test_ask_quotes_the_source_exactly_with_citation(qa: QA) -> None:
+    answer = qa.ask("Which planet is closest to the Sun?")
+    assert isinstance(answer, Answer) and answer.found
+    assert "Mercury" in answer.text
+    cite = answer.citations[0]
+    doc = qa.document(cite.doc_id)
+    assert cite.doc_id == "solar.md" and cite.title == "The Solar System"
+    assert doc.text[cite.start : cite.end] == cite.quote == answer.text
+    assert doc.text[cite.sentence_start : cite.sentence_end] == cite.sentence
+    assert doc.text[cite.passage_start : cite.passage_end] == cite.passage
+    assert cite.sentence_start <= cite.start < cite.end <= cite.sentence_end
+    assert answer.hits[0].chunk.chunk_id == cite.chunk_id
+    json.dumps(answer.to_dict())  # JSON-serialisable
+
+
+def test_search_ranks_the_relevant_passage_first(qa: QA) -> None:
+    hits = qa.search("How long is the Nile river?", k=3)
+    assert hits[0].chunk.doc_id == "rivers/nile.txt"
+    assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+    assert hits == sorted(hits, key=lambda h: -h.score)
+
+
+def test_unrelated_question_is_not_found(sample_seeds: Path, fake_settings) -> None:  # type: ignore[no-untyped-def]
+    qa = QA.build(sample_seeds, settings=fake_settings.replace(min_confidence=0.5))
+    answer = qa.ask("zebra quantum cryptocurrency tariffs")
+    assert not answer.found and answer.citations == []
+    assert "could not find" in answer.text
+
+
+def test_follow_up_uses_the_previous_question(qa: QA) -> None:
+    alone = qa.search("And its moons?", k=1)
+    followed = qa.search("And its moons?", k=1, history=["Tell me about Mars"])
+    assert "Phobos" in followed[0].chunk.text
+    answer = qa.ask("How many moons?", history=[{"role": "user", "content": "What about Mars?"},
+                                               {"role": "assistant", "content": "..."}])  # fmt: skip
+    assert "Phobos" in answer.text
+    assert alone is not None
+
+
+@pytest.mark.parametrize(
+    "question, message",
+    [("", "empty"), ("   \n\t", "empty"), ("\x00\x01", "empty"), ("x" * 5000, "too long"), (42, "string")],
+)
+def test_bad_questions_raise_input_error(qa: QA, question: object, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        qa.ask(question)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "history, message",
+    [("not a list", "list"), ([1, 2], "string or"), (["q"] * 500, "too long"), (["x" * 30000], "too long")],
+)
+def test_bad_history_raises_input_error(qa: QA, history: object, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        qa.ask("What is the Sun?", history=history)  # type: ignore[arg-type]
+
+
+def test_search_k_is_bounded(qa: QA) -> None:
+    for k in (0, -1, 101, 2.5):
+        with pytest.raises(InputError):
+            qa.search("Sun", k=k)  # type: ignore[arg-type]
+
+
+def test_concurrent_asks_agree(qa: QA) -> None:
+    questions = ["Which planet is largest?", "How long is the Nile?", "What makes dough rise?"] * 10
+    expected = {q: qa.ask(q).text for q in set(questions)}
+    errors: list[BaseException] = []
+    results: list[tuple[str, str]] = []
+
+    def worker(q: str) -> None:
+        try:
+            results.append((q, qa.ask(q).text))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(q,)) for q in questions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert all(text == expected[q] for q, text in results) and len(results) == len(questions)
