@@ -84,9 +84,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.ERROR if args.quiet else logging.WARNING, format="qa: %(message)s"
-    )
+    logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="qa: %(message)s")
     try:
         return int(_COMMANDS[args.command](args) or 0)
     except QAError as exc:
@@ -101,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _progress(quiet: bool) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
     """A tqdm progress bar on stderr for embedding, when there is enough work to show."""
-    if quiet or not sys.stderr.isatty() and not os.environ.get("QA_PROGRESS"):
+    if quiet or (not sys.stderr.isatty() and not os.environ.get("QA_PROGRESS")):
         return None, lambda: None
     from tqdm import tqdm
 
@@ -130,7 +128,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     for warning in report.warnings:
         print(f"qa: warning: {warning}", file=sys.stderr)
     if report.up_to_date:
-        print(f"index up to date: {report.documents} documents, {report.chunks} chunks in {settings.index_dir}")
+        print(
+            f"index up to date: {report.documents} documents, {report.chunks} chunks in {settings.index_dir}"
+        )
     else:
         print(
             f"built {settings.index_dir}: {report.documents} documents, {report.chunks} chunks "

@@ -110,12 +110,16 @@ def build(
         if len(set(new_ids)) != len(new_ids):
             raise IndexCorruptError("two documents share one id; document ids must be unique")
         report.added = [i for i in new_ids if i not in old_docs]
-        report.changed = [d.doc_id for d in documents if d.doc_id in old_docs and old_docs[d.doc_id].sha256 != d.sha256]
+        report.changed = [
+            d.doc_id for d in documents if d.doc_id in old_docs and old_docs[d.doc_id].sha256 != d.sha256
+        ]
         report.removed = sorted(set(old_docs) - set(new_ids))
         report.documents = len(documents)
-        if previous and not (report.added or report.changed or report.removed) and [
-            d["doc_id"] for d in previous.manifest["documents"]
-        ] == new_ids:
+        if (
+            previous
+            and not (report.added or report.changed or report.removed)
+            and [d["doc_id"] for d in previous.manifest["documents"]] == new_ids
+        ):
             report.up_to_date = True
             report.chunks = len(previous.chunks)
             report.generation = previous.path.name
@@ -175,9 +179,9 @@ def _chunks_and_vectors(
     vectors = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
     todo: list[int] = []
     for i, ch in enumerate(chunks):
-        row = reuse.get(_text_key(embed_text(ch)))
-        if row is not None and previous is not None:
-            vectors[i] = previous.vectors.reconstruct(row)
+        old_row = reuse.get(_text_key(embed_text(ch)))
+        if old_row is not None and previous is not None:
+            vectors[i] = previous.vectors.reconstruct(old_row)
         else:
             todo.append(i)
     if todo:

@@ -15,11 +15,13 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 # A short English stop list: BM25's idf already discounts common words, this only
 # keeps question words ("what", "which") from matching everything.
 STOPWORDS = frozenset(
-    """a about an and are as at be been but by can could describe did do does explain for from
-    give had has have he her
-    his how i if in into is it its know may me might my no not of on or our please she should so such
-    tell than that the their them then there these they this those to us was we were what when where
-    which while who whom whose why will with would you your""".split()
+    """
+    a about an and are as at be been but by can could describe did do does explain for
+    from give had has have he her his how i if in into is it its know may me might my no
+    not of on or our please she should so such tell than that the their them then there
+    these they this those to us was we were what when where which while who whom whose why
+    will with would you your
+    """.split()  # noqa: SIM905
 )
 
 

@@ -120,9 +120,7 @@ class SentenceReader:
 def _promote(hits: Sequence[Hit], first: Hit) -> list[Hit]:
     """Hits re-ranked with ``first`` on top (ranks renumbered)."""
     order = [first] + [h for h in hits if h is not first]
-    return [
-        Hit(h.chunk, h.score, rank, h.dense_score, h.lexical_score) for rank, h in enumerate(order, 1)
-    ]
+    return [Hit(h.chunk, h.score, rank, h.dense_score, h.lexical_score) for rank, h in enumerate(order, 1)]
 
 
 class SpanModelReader:
@@ -180,7 +178,9 @@ class SpanModelReader:
         return Reading(citation, _promote(hits, hit), confidence)
 
 
-def make_reader(kind: str, embedder: Embedder, path: str = "", passages: int = 3, max_answer_tokens: int = 30) -> Reader:
+def make_reader(
+    kind: str, embedder: Embedder, path: str = "", passages: int = 3, max_answer_tokens: int = 30
+) -> Reader:
     """The reader for a ``Settings.reader`` value: "model", "none", or "auto" (model if shipped)."""
     if kind == "none":
         return SentenceReader(embedder, passages)

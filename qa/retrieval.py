@@ -41,9 +41,7 @@ def retrieve(
     return Ranked(dense, lexical)
 
 
-def fuse(
-    data: IndexData, ranked: Ranked, query_vector: np.ndarray, k: int, rrf_k: int = 60
-) -> list[Hit]:
+def fuse(data: IndexData, ranked: Ranked, query_vector: np.ndarray, k: int, rrf_k: int = 60) -> list[Hit]:
     """Reciprocal rank fusion: score = sum over retrievers of 1 / (rrf_k + rank).
 
     RRF needs no score calibration between cosine and BM25, which live on different
@@ -54,9 +52,7 @@ def fuse(
         for row, (rank, _) in results.items():
             fused[row] = fused.get(row, 0.0) + 1.0 / (rrf_k + rank)
     # Ties (common with two retrievers) break on the dense score, then row order.
-    order = sorted(
-        fused, key=lambda r: (-fused[r], -(ranked.dense.get(r, (0, -1.0))[1]), r)
-    )[:k]
+    order = sorted(fused, key=lambda r: (-fused[r], -(ranked.dense.get(r, (0, -1.0))[1]), r))[:k]
     hits = []
     for rank, row in enumerate(order, 1):
         dense = ranked.dense.get(row)

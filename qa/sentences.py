@@ -28,7 +28,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
             # A line break inside a wrapped paragraph (next line starts lower-case) is no boundary.
             nxt = _next_visible(text, end)
             if nxt is not None and text[nxt].islower() and not _line_is_blank_before(text, end):
-                prev = text[start:match.start()].rstrip()
+                prev = text[start : match.start()].rstrip()
                 if prev and prev[-1] not in ".!?:;”\"'":
                     continue
         _add(spans, text, start, end)

@@ -45,9 +45,7 @@ def _cache_dir() -> Path:
 def ensure_offline_encoding(name: str) -> Path:
     """Put the encoding's ranks file into tiktoken's cache (atomically) and point tiktoken at it."""
     if name not in _CACHE_KEYS:
-        raise ConfigError(
-            f"tiktoken encoding {name!r} is not bundled; use one of: {', '.join(_CACHE_KEYS)}"
-        )
+        raise ConfigError(f"tiktoken encoding {name!r} is not bundled; use one of: {', '.join(_CACHE_KEYS)}")
     key, sha256 = _CACHE_KEYS[name]
     cache = _cache_dir()
     target = cache / key

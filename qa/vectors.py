@@ -23,6 +23,7 @@ def build_vector_index(vectors: np.ndarray, hnsw_threshold: int) -> Any:
     """
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     dim = vectors.shape[1]
+    index: Any
     if len(vectors) <= hnsw_threshold:
         index = faiss.IndexFlatIP(dim)
     else:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -49,7 +51,7 @@ def test_chunks_respect_token_budget_and_end_on_sentences() -> None:
     ends_on_sentence = sum(ch.text.endswith((".", "!", "?")) for ch in chunks[:-1])
     assert ends_on_sentence >= 0.8 * (len(chunks) - 1)
     # Overlap: consecutive chunks share text.
-    assert any(b.start < a.end for a, b in zip(chunks, chunks[1:], strict=False))
+    assert any(b.start < a.end for a, b in itertools.pairwise(chunks))
 
 
 def test_chunk_ids_are_stable_and_ordered() -> None:

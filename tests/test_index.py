@@ -78,7 +78,7 @@ def test_missing_index_says_run_build(tmp_path: Path) -> None:
 
 def test_other_model_gives_clear_mismatch(sample_seeds: Path, fake_settings) -> None:  # type: ignore[no-untyped-def]
     build(sample_seeds, fake_settings)
-    with pytest.raises(IndexMismatchError, match="hash-64.*qa build"):
+    with pytest.raises(IndexMismatchError, match=r"hash-64.*qa build"):
         QA.load(settings=fake_settings, embedder=HashEmbedder(32))
 
 
@@ -88,13 +88,15 @@ def test_other_format_version_gives_clear_mismatch(sample_seeds: Path, fake_sett
     manifest = json.loads((gen / "manifest.json").read_text())
     manifest["format_version"] = 999
     (gen / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(IndexMismatchError, match="format version 999.*qa build"):
+    with pytest.raises(IndexMismatchError, match=r"format version 999.*qa build"):
         QA.load(settings=fake_settings)
 
 
 @pytest.mark.parametrize("name", ["chunks.jsonl", "vectors.faiss", "documents.jsonl", "manifest.json"])
 @pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])
-def test_damaged_files_name_the_file_and_the_fix(sample_seeds: Path, fake_settings, name: str, damage: str) -> None:  # type: ignore[no-untyped-def]
+def test_damaged_files_name_the_file_and_the_fix(
+    sample_seeds: Path, fake_settings, name: str, damage: str
+) -> None:  # type: ignore[no-untyped-def]
     build(sample_seeds, fake_settings)
     path = store.current_generation(fake_settings.index_dir) / name
     data = path.read_bytes()
@@ -134,9 +136,11 @@ def test_failed_build_leaves_previous_index_live(sample_seeds: Path, fake_settin
 
 
 def test_second_build_is_refused_by_the_lock(sample_seeds: Path, fake_settings) -> None:  # type: ignore[no-untyped-def]
-    with store.build_lock(fake_settings.index_dir):
-        with pytest.raises(BuildLockedError, match="another build is running"):
-            build(sample_seeds, fake_settings)
+    with (
+        store.build_lock(fake_settings.index_dir),
+        pytest.raises(BuildLockedError, match="another build is running"),
+    ):
+        build(sample_seeds, fake_settings)
     build(sample_seeds, fake_settings)  # free again
 
 
