@@ -1,0 +1,94 @@
+"""Live updates: notice changes in the seeds folder, rebuild in the background, swap atomically.
+
+Queries keep running on the old index during a rebuild: the build writes a new
+generation beside the live one and ``QA.reload`` swaps it in with one assignment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from qa import index as index_mod
+from qa import sources
+from qa.errors import QAError
+from qa.pipeline import QA
+
+log = logging.getLogger(__name__)
+Snapshot = tuple[tuple[str, int, int], ...]
+
+
+def snapshot(seeds_dir: Path) -> Snapshot:
+    """(path, size, mtime_ns) of every file under ``seeds_dir``: cheap to compare."""
+    entries = []
+    for dirpath, dirnames, filenames in os.walk(seeds_dir):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            entries.append((path, st.st_size, st.st_mtime_ns))
+    return tuple(entries)
+
+
+def refresh(qa: QA) -> bool:
+    """Rebuild the index from the seeds folder if anything changed, then reload; True if it did."""
+    settings = qa.settings
+    result = sources.read_folder(settings.seeds_dir, settings.max_file_bytes)
+    if not result.documents:
+        # An emptied folder must not replace a working index with nothing.
+        log.warning("seeds folder %s has no usable documents; keeping the current index", settings.seeds_dir)
+        return False
+    index_mod.build(result.documents, settings.index_dir, qa.embedder, settings, None, result.warnings)
+    return qa.reload()
+
+
+class SeedWatcher:
+    """Polls the seeds folder and refreshes the index when it changes (a daemon thread)."""
+
+    def __init__(
+        self, qa: QA, interval: float = 2.0, on_refresh: Callable[[bool], None] | None = None
+    ) -> None:
+        self.qa = qa
+        self.interval = interval
+        self.on_refresh = on_refresh
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="qa-seed-watcher", daemon=True)
+        self._last = snapshot(qa.settings.seeds_dir)
+        self.refresh_lock = threading.Lock()
+
+    def start(self) -> SeedWatcher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def check(self) -> bool:
+        """Refresh now if the folder changed since the last look; True if a new index went live."""
+        current = snapshot(self.qa.settings.seeds_dir)
+        if current == self._last:
+            return False
+        with self.refresh_lock:
+            try:
+                swapped = refresh(self.qa)
+            except QAError as exc:  # e.g. another build holds the lock: try again next tick
+                log.warning("live update postponed: %s", exc)
+                return False
+            self._last = current
+        if self.on_refresh:
+            self.on_refresh(swapped)
+        return swapped
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.check()
+            except Exception:  # never let the watcher die; the next tick retries
+                log.exception("live update failed; the current index stays live")
