@@ -42,7 +42,7 @@ class Settings:
     max_question_chars: int = 2000
     max_history_turns: int = 20
     max_history_chars: int = 20_000
-    max_file_bytes: int = 64 * 1024 * 1024
+    max_file_bytes: int = 32 * 1024 * 1024  # larger seed files are skipped with a warning
     # Serving
     host: str = "127.0.0.1"
     port: int = 7860

@@ -12,6 +12,9 @@ import numpy as np
 from qa.errors import IndexCorruptError
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_INVISIBLE = dict.fromkeys(
+    [0x00AD, 0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+)
 # A short English stop list: BM25's idf already discounts common words, this only
 # keeps question words ("what", "which") from matching everything.
 STOPWORDS = frozenset(
@@ -36,7 +39,9 @@ def _stemmer() -> Any:
 
 def tokenize(text: str) -> list[str]:
     """Lower-cased words without stop words, stemmed when PyStemmer is installed."""
-    words = [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+    # Invisible format characters (zero-width space/joiners, bidi controls) would split
+    # or disguise words: "ATA\u200bCMS" must still match "ATACMS".
+    words = [w for w in _WORD.findall(text.translate(_INVISIBLE).lower()) if w not in STOPWORDS]
     stemmer = _stemmer()
     return stemmer.stemWords(words) if stemmer else words
 

@@ -17,6 +17,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from qa.errors import ConfigError
 
 # sha1 of tiktoken's download URL for each encoding (the cache file's name) and the
@@ -85,24 +87,32 @@ def token_offsets(text: str, encoding: str = "cl100k_base") -> list[int]:
 
     A token can end inside a multi-byte character; such a token is mapped to the
     start of the character it begins in, so offsets never split a character.
+    Vectorised with numpy: a 50 MB document costs seconds, not minutes.
     """
     enc = get_encoding(encoding)
-    tokens = enc.encode(text, disallowed_special=())
-    # Map byte offsets to character offsets once, then walk the token byte lengths.
-    byte_to_char = _byte_to_char(text)
-    offsets: list[int] = []
-    pos = 0
-    for token in tokens:
-        offsets.append(byte_to_char[pos])
-        pos += len(enc.decode_single_token_bytes(token))
-    return offsets
+    tokens = np.asarray(enc.encode(text, disallowed_special=()), dtype=np.int64)
+    if len(tokens) == 0:
+        return []
+    # Byte offset where each token starts, from a per-vocabulary table of token byte lengths.
+    lengths = _token_byte_lengths(encoding)[tokens]
+    token_bytes = np.concatenate(([0], np.cumsum(lengths[:-1])))
+    # Byte offset where each character starts (UTF-8 width from the code point).
+    codepoints = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    widths = 1 + (codepoints >= 0x80) + (codepoints >= 0x800) + (codepoints >= 0x10000)
+    char_bytes = np.concatenate(([0], np.cumsum(widths[:-1])))
+    chars = np.searchsorted(char_bytes, token_bytes, side="right") - 1
+    return [int(c) for c in chars]
 
 
-def _byte_to_char(text: str) -> list[int]:
-    table: list[int] = []
-    for i, ch in enumerate(text):
-        table.extend([i] * len(ch.encode("utf-8")))
-    table.append(len(text))
+@lru_cache(maxsize=4)
+def _token_byte_lengths(encoding: str) -> np.ndarray:
+    enc = get_encoding(encoding)
+    table = np.zeros(enc.n_vocab, dtype=np.int64)
+    for i in range(enc.n_vocab):
+        try:
+            table[i] = len(enc.decode_single_token_bytes(i))
+        except KeyError:  # unused ids between the ranks and the special tokens
+            pass
     return table
 
 
