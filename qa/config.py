@@ -37,7 +37,7 @@ class Settings:
     reader_path: str = ""  # empty: the shipped model in qa/models/reader/
     read_passages: int = 3
     max_answer_tokens: int = 30
-    min_confidence: float = 0.3  # below this, found = False
+    min_confidence: float = 0.5  # below this, found = False (readers are calibrated to 0.5)
     # Input bounds
     max_question_chars: int = 2000
     max_history_turns: int = 20

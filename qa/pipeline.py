@@ -23,7 +23,7 @@ from qa.config import Settings
 from qa.embedding import Embedder, make_embedder
 from qa.errors import InputError, SourceError
 from qa.index import BuildReport, IndexData
-from qa.reader import Reader, make_reader
+from qa.reader import Reader, Reading, make_reader
 from qa.retrieval import fuse, retrieve
 from qa.types import Answer, Document, Hit
 
@@ -127,6 +127,10 @@ class QA:
 
     def ask(self, question: str, history: Sequence[HistoryItem] | None = None) -> Answer:
         """Answer ``question`` with a span quoted from the sources, or ``found=False``."""
+        return self.read(question, history)[0]
+
+    def read(self, question: str, history: Sequence[HistoryItem] | None = None) -> tuple[Answer, Reading]:
+        """Like ``ask``, also returning the reader's raw ``Reading`` (its confidence features)."""
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         query = self._query(question, history)
@@ -138,7 +142,7 @@ class QA:
         timings["reader"] = time.perf_counter() - t1
         timings["total"] = time.perf_counter() - t0
         found = reading.citation is not None and reading.confidence >= self.settings.min_confidence
-        return Answer(
+        answer = Answer(
             question=question,
             text=reading.citation.quote if found and reading.citation else NOT_FOUND,
             found=found,
@@ -147,6 +151,7 @@ class QA:
             hits=reading.hits[: self.settings.top_k],
             timings={k: round(v, 6) for k, v in timings.items()},
         )
+        return answer, reading
 
     def _search(
         self, data: IndexData, query: str, k: int, timings: dict[str, float]

@@ -1,0 +1,52 @@
+"""One calibrated confidence from the reader's and the retriever's signals.
+
+A logistic model over a few features (span score minus no-answer score, the raw
+scores, the cosine of the chosen passage and of the best passage, and whether
+BM25 also found it). Its weights are fitted on training articles by
+``training/calibrate.py`` and shipped beside the reader as ``calibration.json``;
+the bias is shifted so that the threshold chosen on held-out articles maps to 0.5,
+so ``Settings.min_confidence = 0.5`` means "the calibrated threshold" for any reader.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qa.errors import ModelError
+
+FEATURES = ("margin", "span_score", "null_score", "cosine", "top_cosine", "lexical")
+FILE = "calibration.json"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    weights: dict[str, float] = field(default_factory=dict)
+    bias: float = 0.0
+    source: str = "default"
+
+    def confidence(self, features: dict[str, float]) -> float:
+        z = self.bias + sum(w * features.get(name, 0.0) for name, w in self.weights.items())
+        return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+    def to_json(self) -> dict[str, object]:
+        return {"features": list(FEATURES), "weights": self.weights, "bias": self.bias}
+
+    @classmethod
+    def load(cls, folder: Path) -> Calibration:
+        """The calibration shipped in ``folder``, or the hand-set default when absent."""
+        path = folder / FILE
+        if not path.is_file():
+            return DEFAULT
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            weights = {k: float(v) for k, v in raw["weights"].items() if k in FEATURES}
+            return cls(weights, float(raw["bias"]), str(path))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ModelError(f"{path} is damaged ({exc}); restore it from git") from None
+
+
+# Before fitting: margin in logits, cosine around 0.3 separating related from unrelated.
+DEFAULT = Calibration({"margin": 0.6, "cosine": 6.0}, bias=-1.8)
