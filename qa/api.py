@@ -9,12 +9,25 @@ Errors are ``{"error": <QAError class name>, "detail": <message>}`` with the err
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+import re
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
+import anyio
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qa.errors import QAError
@@ -37,12 +50,31 @@ class Engine(Protocol):
     def info(self) -> dict[str, Any]: ...
 
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _unicode_text(value: str) -> str:
+    # JSON may spell lone UTF-16 surrogates ("\ud800"): such a string cannot be encoded
+    # as UTF-8, so it could not be answered, logged or echoed back. A 422, not a 500.
+    found = _SURROGATE.search(value)
+    if found:
+        raise ValueError(
+            f"not valid Unicode text: a lone surrogate \\u{ord(found.group()):04x} at character "
+            f"{found.start()}; send UTF-8 text"
+        )
+    return value
+
+
+#: A JSON string that is valid Unicode text.
+Text = Annotated[StrictStr, AfterValidator(_unicode_text)]
+
+
 class Message(BaseModel):
     """A previous turn of the conversation."""
 
     model_config = ConfigDict(extra="forbid")
     role: Literal["user", "assistant"]
-    content: StrictStr
+    content: Text
 
 
 class AskRequest(BaseModel):
@@ -59,8 +91,8 @@ class AskRequest(BaseModel):
             ]
         },
     )
-    question: StrictStr = Field(description="The question, in plain text.")
-    history: list[StrictStr | Message] = Field(
+    question: Text = Field(description="The question, in plain text.")
+    history: list[Text | Message] = Field(
         default_factory=list,
         description="Earlier turns, oldest first: previous questions as strings, or "
         '{"role": "user"|"assistant", "content": "..."} messages.',
@@ -74,7 +106,7 @@ class SearchRequest(BaseModel):
     """A query for the passages that best match it."""
 
     model_config = ConfigDict(extra="forbid")
-    question: StrictStr = Field(description="The query, in plain text.")
+    question: Text = Field(description="The query, in plain text.")
     k: StrictInt = Field(default=5, ge=1, le=50, description="How many passages to return.")
 
 
@@ -83,16 +115,57 @@ class SearchResponse(BaseModel):
     hits: list[Hit]
 
 
+class CitedSpan(BaseModel):
+    """Where a rated answer came from (the fields of a citation the log keeps)."""
+
+    model_config = ConfigDict(extra="ignore")
+    doc_id: Text | None = None
+    chunk_id: Text | None = None
+    start: StrictInt | None = None
+    end: StrictInt | None = None
+
+
+class RatedAnswer(BaseModel):
+    """The answer being rated, as /api/ask returned it; fields the log does not keep are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+    text: Text = ""
+    found: StrictBool = False
+    score: StrictFloat = Field(default=0.0, allow_inf_nan=False)
+    citations: list[CitedSpan] = Field(default_factory=list)
+
+
 class FeedbackRequest(BaseModel):
     """A rating of an answer, appended to the local feedback log."""
 
     model_config = ConfigDict(extra="forbid")
-    question: StrictStr
+    question: Text
     rating: Literal["helpful", "not_helpful"]
-    answer: dict[str, Any] | None = Field(
+    answer: RatedAnswer | None = Field(
         default=None, description="The answer being rated, as returned by /api/ask."
     )
-    comment: StrictStr = Field(default="", max_length=4000)
+    comment: Text = Field(default="", max_length=4000)
+
+
+class FeedbackResponse(BaseModel):
+    recorded: Literal[True]
+    ts: float = Field(description="When it was recorded (Unix time).")
+
+
+class ReloadResponse(BaseModel):
+    """What a rebuild from the seeds folder changed."""
+
+    swapped: bool = Field(description="True when a new index went live.")
+    up_to_date: bool = Field(description="True when nothing had changed.")
+    generation: str = Field(description="The live index generation.")
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+    documents: int
+    chunks: int
+    embedded: int = Field(description="Chunks embedded by this build (the rest were reused).")
+    seconds: float
+    warnings: list[str] = Field(description="Seed files that were skipped, and why.")
 
 
 class Health(BaseModel):
@@ -105,39 +178,69 @@ class ErrorBody(BaseModel):
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 413, 422, 429, 503)
+    code: {"model": ErrorBody} for code in (400, 401, 408, 413, 422, 429, 503)
 }
+#: Rebuilds the index from the seeds and swaps it in; returns ReloadResponse's fields.
+Reloader = Callable[[], dict[str, Any]]
 
 
-def create_router(qa: Engine, feedback: FeedbackLog) -> APIRouter:
-    """The ``/api`` routes over one engine."""
+def create_router(
+    qa: Engine, feedback: FeedbackLog, reload: Reloader | None = None, max_concurrent: int = 0
+) -> APIRouter:
+    """The ``/api`` routes over one engine; ``POST /api/reload`` only when ``reload`` is given.
+
+    ``max_concurrent``: how many questions (ask + search) the engine works on at once
+    (0: up to the shared thread pool's 40); the others wait their turn, first come first served.
+    """
     router = APIRouter(prefix="/api", tags=["qa"], responses=_ERRORS)
+    # Questions run in worker threads, so a slow one never blocks the event loop serving
+    # the UI. The engine is CPU-bound: more questions at once than cores only thrash.
+    # Waiting ones hold no thread, and a fair limiter answers them in order of arrival.
+    limiter = anyio.CapacityLimiter(max_concurrent) if max_concurrent > 0 else None
 
-    # Plain ``def`` endpoints: FastAPI runs them in its thread pool, so a slow
-    # question never blocks the event loop serving the UI.
     @router.post("/ask", response_model=Answer, summary="Answer a question, with citations")
-    def ask(req: AskRequest) -> Answer:
+    async def ask(req: AskRequest) -> Answer:
         """Extract the answer from the sources. ``found`` is false when the sources do
         not answer the question; ``citations`` give exact character offsets."""
-        return qa.ask(req.question, history=req.history_items())
+        work = partial(qa.ask, req.question, history=req.history_items())
+        return await anyio.to_thread.run_sync(work, limiter=limiter)
 
     @router.post("/search", response_model=SearchResponse, summary="Retrieve passages")
-    def search(req: SearchRequest) -> SearchResponse:
+    async def search(req: SearchRequest) -> SearchResponse:
         """The passages that best match the question, best first (no answer extraction)."""
-        return SearchResponse(question=req.question, hits=qa.search(req.question, k=req.k))
+        hits = await anyio.to_thread.run_sync(partial(qa.search, req.question, k=req.k), limiter=limiter)
+        return SearchResponse(question=req.question, hits=hits)
 
-    @router.post("/feedback", summary="Rate an answer (helpful / not helpful)")
-    def rate(req: FeedbackRequest) -> dict[str, Any]:
-        entry = feedback.record(req.rating, req.question, req.answer, channel="api", comment=req.comment)
-        return {"recorded": True, "ts": entry["ts"]}
+    @router.post(
+        "/feedback", response_model=FeedbackResponse, summary="Rate an answer (helpful / not helpful)"
+    )
+    def rate(req: FeedbackRequest) -> FeedbackResponse:
+        """Append the rating to the feedback log (flushed to disk before this returns)."""
+        answer = req.answer.model_dump() if req.answer is not None else None
+        entry = feedback.record(req.rating, req.question, answer, channel="api", comment=req.comment)
+        return FeedbackResponse(recorded=True, ts=entry["ts"])
 
     @router.get("/info", summary="The index manifest")
     def info() -> dict[str, Any]:
         return qa.info()
 
+    # On the event loop, not in a worker thread: it answers even when every worker is busy.
     @router.get("/health", response_model=Health, summary="Liveness (never needs the token)")
-    def health() -> Health:
+    async def health() -> Health:
         return Health(status="ok")
+
+    if reload is not None:
+
+        @router.post(
+            "/reload",
+            response_model=ReloadResponse,
+            responses={409: {"model": ErrorBody, "description": "A build is already running"}},
+            summary="Rebuild the index from the seeds folder and swap it in",
+        )
+        def rebuild() -> ReloadResponse:
+            """Re-read the seeds, re-embed what changed and swap the new index in atomically:
+            questions asked meanwhile are answered from the old index, never a half-built one."""
+            return ReloadResponse(**reload())
 
     return router
 
@@ -165,6 +268,9 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
     return status, "; ".join(dict.fromkeys(parts))
 
 
+_UNPARSABLE = "There was an error parsing the body"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Translate QAErrors and request errors into ``{"error", "detail"}`` JSON."""
 
@@ -181,8 +287,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        error = "HTTPError"
+        if exc.status_code == 400 and detail == _UNPARSABLE:
+            # FastAPI's words when json.loads fails on something other than syntax,
+            # e.g. arrays nested thousands deep (RecursionError).
+            error, detail = "InvalidJSON", "the request body could not be parsed as JSON (nested too deeply?)"
         return JSONResponse(
-            {"error": "HTTPError", "detail": detail},
+            {"error": error, "detail": detail},
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )

@@ -51,6 +51,12 @@ class Settings:
     rate_limit_per_minute: int = 120
     max_body_bytes: int = 256 * 1024
     feedback_log: Path = Path("var/feedback.jsonl")
+    body_timeout: float = 15.0  # seconds to receive a request body, else 408 (slow clients)
+    # Questions (ask + search) the engine works on at once; the rest wait in line, holding
+    # no thread, so feedback, info and the UI keep the shared pool. 0: share the pool (40).
+    max_concurrent_queries: int = 8
+    # Live updates
+    watch_interval: float = 2.0  # seconds between looks at the seeds folder; 0 disables
     extra: dict[str, Any] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> Settings:
@@ -77,6 +83,12 @@ class Settings:
             raise ConfigError("min_confidence must be between 0 and 1")
         if not 0 < self.port < 65536:
             raise ConfigError("port must be between 1 and 65535")
+        if self.body_timeout <= 0:
+            raise ConfigError("body_timeout must be more than 0 seconds")
+        if self.max_concurrent_queries < 0:
+            raise ConfigError("max_concurrent_queries must be 0 (the thread pool's limit) or more")
+        if self.watch_interval < 0:
+            raise ConfigError("watch_interval must be 0 (off) or more seconds")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:

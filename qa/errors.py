@@ -68,3 +68,10 @@ class ModelError(QAError):
 
     exit_code = 6
     http_status = 500
+
+
+class ReloadError(QAError):
+    """A reload was refused (no usable seeds): the current index stays live."""
+
+    exit_code = 3
+    http_status = 409

@@ -2,16 +2,21 @@
 
 :func:`create_app` wires the shells together; :func:`serve` builds or updates the index,
 then runs uvicorn and prints ``Running on http://HOST:PORT/`` once it accepts connections.
+While it serves, changed seeds go live without a restart: a watcher polls the seeds
+folder (``watch_interval``), and ``POST /api/reload`` or ``SIGHUP`` rebuild on demand.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
 import os
 import re
+import signal
 import socket
 import sys
 import threading
@@ -33,8 +38,10 @@ from starlette.staticfiles import StaticFiles
 
 from qa import api, ui
 from qa.config import Settings
-from qa.errors import ConfigError
+from qa.errors import ConfigError, QAError
 from qa.feedback import FeedbackLog
+from qa.pipeline import QA
+from qa.watch import refresh
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -48,11 +55,18 @@ COOKIE = "qa_session"
 PUBLIC_PATHS = frozenset({"/api/health"})
 
 
-def create_app(qa: api.Engine, settings: Settings | None = None) -> FastAPI:
-    """The whole app over one engine: UI at ``/``, API at ``/api``, widget at ``/widget.js``."""
+def create_app(
+    qa: api.Engine, settings: Settings | None = None, reload: api.Reloader | None = None
+) -> FastAPI:
+    """The whole app over one engine: UI at ``/``, API at ``/api``, widget at ``/widget.js``.
+
+    ``reload`` backs ``POST /api/reload``; by default a :class:`Reloader` when ``qa`` is a ``QA``.
+    """
     settings = settings or qa.settings
     settings = settings.replace(allowed_origins=check_origins(settings.allowed_origins))
     feedback = FeedbackLog(settings.feedback_log)
+    if reload is None and isinstance(qa, QA):
+        reload = Reloader(qa)
     app = FastAPI(
         title="qa",
         summary="Extractive, cited answers from local documents.",
@@ -62,7 +76,7 @@ def create_app(qa: api.Engine, settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     api.install_error_handlers(app)
-    app.include_router(api.create_router(qa, feedback))
+    app.include_router(api.create_router(qa, feedback, reload, settings.max_concurrent_queries))
     app.mount(STATIC_PREFIX, StaticFiles(directory=ui.STATIC_DIR), name="qa-static")
 
     @app.get("/widget.js", include_in_schema=False)
@@ -169,13 +183,25 @@ class Guard:
             length = headers.get("content-length", "")
             if length.isdigit() and int(length) > limit:
                 return await _too_large(send, limit)
-            if not length and method in ("POST", "PUT", "PATCH"):
-                # A chunked body has no length to check up front: read it here (it is
-                # small by definition), so an oversized one gets a 413, not a parse error.
-                body = await _read_body(receive, limit)
+            if (length and length != "0") or (not length and method in ("POST", "PUT", "PATCH")):
+                # Read the body here (it is small by definition) against a deadline: a
+                # client that trickles it (or stops) gets a 408 instead of holding a
+                # worker forever, and a chunked body, with no length to check up front,
+                # gets a 413 once it outgrows the limit, not a parse error.
+                timeout = self.settings.body_timeout
+                try:
+                    body = await asyncio.wait_for(_read_body(receive, limit), timeout)
+                except TimeoutError:
+                    return await _error(
+                        send,
+                        408,
+                        "RequestTimeout",
+                        f"the request body did not arrive within {timeout:g} s (body_timeout)",
+                        {"connection": "close"},
+                    )
                 if body is None:
                     return await _too_large(send, limit)
-                receive = _replay(body)
+                receive = _replay(body, receive)
             if method == "GET":
                 send = _without_external_meta(send)
             await self.app(scope, receive, send)
@@ -344,17 +370,18 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
             return b"".join(chunks)
 
 
-def _replay(body: bytes) -> Receive:
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The body already read, then the client's own messages (a later disconnect)."""
     sent = False
 
-    async def receive() -> Message:
+    async def replay() -> Message:
         nonlocal sent
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
+        return await receive()
 
-    return receive
+    return replay
 
 
 # Gradio's page template carries social-card <meta> tags pointing at github.com and
@@ -462,29 +489,80 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(settings: Settings) -> None:
-    """Build or update the index from the seeds, then serve until interrupted."""
-    from qa import QA
+class Reloader:
+    """Rebuilds the index from the seeds folder and swaps it into a running engine.
 
+    The build writes a new generation beside the live one under the index's build lock
+    (a second build at once gets BuildLockedError, a 409); ``QA.reload`` then swaps it in
+    with one assignment, so questions asked meanwhile never see a half-built index.
+    """
+
+    def __init__(self, qa: QA) -> None:
+        self.qa = qa
+
+    def __call__(self) -> dict[str, Any]:
+        """Rebuild (re-embedding only what changed) and swap; returns what changed."""
+        report, swapped = refresh(self.qa)
+        return {**dataclasses.asdict(report), "swapped": swapped}
+
+
+def describe(report: dict[str, Any]) -> str:
+    """One line on what a build did (a BuildReport's fields)."""
+    if report["up_to_date"]:
+        state = "up to date"
+    else:
+        state = (
+            f"built: {len(report['added'])} added, {len(report['changed'])} changed, "
+            f"{len(report['removed'])} removed, {report['embedded']} chunks embedded"
+        )
+    return f"Index {state} ({report['documents']} documents, {report['chunks']} chunks)"
+
+
+def _reload_now(reloader: Reloader) -> None:
+    """SIGHUP: rebuild in a thread (never in the signal handler) and say what happened."""
+    try:
+        print(describe(reloader()), file=sys.stderr, flush=True)
+    except QAError as exc:
+        print(f"reload failed: {exc}", file=sys.stderr, flush=True)
+    except Exception as exc:  # a reload must never take the server down
+        print(f"reload failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+
+
+def serve(settings: Settings) -> None:
+    """Build or update the index from the seeds, then serve until interrupted.
+
+    While serving, a watcher rebuilds when the seeds change (every ``watch_interval``
+    seconds; 0 turns it off), and ``SIGHUP`` rebuilds at once, like ``POST /api/reload``.
+    """
     sock = bind(settings.host, settings.port)
+    with contextlib.closing(sock):
+        _serve(settings, sock)
+
+
+def _serve(settings: Settings, sock: socket.socket) -> None:
+    from qa.watch import SeedWatcher
+
     print(
         f"Checking the index of {settings.seeds_dir} in {settings.index_dir} ...", file=sys.stderr, flush=True
     )
-    engine = QA.build(settings.seeds_dir, settings.index_dir, settings=settings)
+    try:
+        engine = QA.build(settings.seeds_dir, settings.index_dir, settings=settings)
+    except OSError as exc:  # e.g. the index path is a file, or not writable
+        where = exc.filename or settings.index_dir
+        raise ConfigError(
+            f"cannot build the index in {settings.index_dir} ({where}: {exc.strerror or exc}); "
+            "make it a writable folder, or choose another with --index (QA_INDEX_DIR)"
+        ) from None
     report = engine.last_build
     if report is not None:
         for warning in report.warnings:
             print(f"warning: {warning}", file=sys.stderr)
-        state = (
-            "up to date"
-            if report.up_to_date
-            else (
-                f"built: {len(report.added)} added, {len(report.changed)} changed, "
-                f"{len(report.removed)} removed, {report.embedded} chunks embedded"
-            )
-        )
-        print(f"Index {state} ({report.documents} documents, {report.chunks} chunks)", file=sys.stderr)
-    app = create_app(engine, settings)
+        print(describe(dataclasses.asdict(report)), file=sys.stderr)
+    load = getattr(engine.reader, "load", None)
+    if callable(load):
+        load()  # the reader model loads lazily: not on the first user's question
+    reloader = Reloader(engine)
+    app = create_app(engine, settings, reloader)
     config = uvicorn.Config(
         app,
         log_level="warning",
@@ -495,5 +573,30 @@ def serve(settings: Settings) -> None:
     server = _Server(config)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     server.url = f"http://{host}:{settings.port}/"
-    with contextlib.closing(sock):
+    watcher = None
+    if settings.watch_interval > 0:
+
+        def refreshed(swapped: bool) -> None:
+            if swapped:
+                live = engine.data.manifest.get("counts", {})
+                print(
+                    f"Seeds changed: new index live ({live.get('documents')} documents, "
+                    f"{live.get('chunks')} chunks)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+        watcher = SeedWatcher(engine, settings.watch_interval, on_refresh=refreshed).start()
+    if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
+        # Rebuild in a thread: a signal handler must return at once.
+        signal.signal(
+            signal.SIGHUP,
+            lambda signum, frame: threading.Thread(
+                target=_reload_now, args=(reloader,), name="qa-reload", daemon=True
+            ).start(),
+        )
+    try:
         server.run(sockets=[sock])
+    finally:
+        if watcher is not None:
+            watcher.stop()

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from qa import index as index_mod
 from qa import sources
-from qa.errors import QAError
+from qa.errors import QAError, ReloadError, SourceError
+from qa.index import BuildReport
 from qa.pipeline import QA
 
 log = logging.getLogger(__name__)
@@ -36,16 +37,32 @@ def snapshot(seeds_dir: Path) -> Snapshot:
     return tuple(entries)
 
 
-def refresh(qa: QA) -> bool:
-    """Rebuild the index from the seeds folder if anything changed, then reload; True if it did."""
+def refresh(qa: QA) -> tuple[BuildReport, bool]:
+    """Rebuild the index from the seeds folder (re-embedding only what changed), then swap it in.
+
+    Returns the build report and whether a new index went live. Raises ReloadError when
+    the seeds folder is missing or empty: that must not replace a working index with nothing.
+    """
     settings = qa.settings
-    result = sources.read_folder(settings.seeds_dir, settings.max_file_bytes)
+    try:
+        result = sources.read_folder(settings.seeds_dir, settings.max_file_bytes)
+    except SourceError as exc:
+        raise ReloadError(f"{exc}; the current index stays live") from None
     if not result.documents:
-        # An emptied folder must not replace a working index with nothing.
-        log.warning("seeds folder %s has no usable documents; keeping the current index", settings.seeds_dir)
-        return False
-    index_mod.build(result.documents, settings.index_dir, qa.embedder, settings, None, result.warnings)
-    return qa.reload()
+        raise ReloadError(
+            f"no usable documents in {settings.seeds_dir}; the current index stays live: "
+            "add .txt, .md, .html or .pdf files, then reload"
+        )
+    try:
+        report = index_mod.build(
+            result.documents, settings.index_dir, qa.embedder, settings, None, result.warnings
+        )
+    except OSError as exc:
+        raise QAError(
+            f"cannot write the index in {settings.index_dir}: {exc.strerror or exc}; "
+            "the current index stays live"
+        ) from None
+    return report, qa.reload()
 
 
 class SeedWatcher:
@@ -77,7 +94,7 @@ class SeedWatcher:
             return False
         with self.refresh_lock:
             try:
-                swapped = refresh(self.qa)
+                _, swapped = refresh(self.qa)
             except QAError as exc:  # e.g. another build holds the lock: try again next tick
                 log.warning("live update postponed: %s", exc)
                 return False

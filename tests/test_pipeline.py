@@ -97,3 +97,10 @@ def test_concurrent_asks_agree(qa: QA) -> None:
         t.join()
     assert not errors
     assert all(text == expected[q] for q, text in results) and len(results) == len(questions)
+
+
+def test_lone_surrogates_and_control_characters_are_neutralised(qa: QA) -> None:
+    answer = qa.ask("Which planet\ud800 is closest\x00 to the Sun?", history=["about the \udfff Sun"])
+    assert answer.found and "Mercury" in answer.text
+    with pytest.raises(InputError, match="empty"):
+        qa.ask("\ud800\udc00\x07")

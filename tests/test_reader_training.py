@@ -1,0 +1,184 @@
+"""The span reader: a tiny training run end to end, and the shipped model on a seed passage."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from qa.errors import ModelError
+from qa.span_reader import PassageReading, Span, SpanReader, tidy_span
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = ROOT / "seeds" / "000_c905c3656ea7082f.txt"
+
+_PARAS = [
+    (
+        "The Eiffel Tower was completed in 1889 for the World's Fair in Paris. It was designed by the "
+        "engineering company of Gustave Eiffel and is 330 metres tall.",
+        [
+            ("When was the Eiffel Tower completed?", "1889"),
+            ("Who designed the Eiffel Tower?", "Gustave Eiffel"),
+        ],
+    ),
+    (
+        "Photosynthesis converts light energy into chemical energy. Plants store this energy in sugars "
+        "made from carbon dioxide and water, releasing oxygen.",
+        [("What gas do plants release?", "oxygen"), ("What do plants store energy in?", "sugars")],
+    ),
+    (
+        "The Nile is a major north-flowing river in northeastern Africa. It flows into the "
+        "Mediterranean Sea and is about 6,650 kilometres long.",
+        [("Into which sea does the Nile flow?", "Mediterranean Sea")],
+    ),
+]
+
+
+def _squad(tmp: Path) -> Path:
+    """Tiny SQuAD-format v1.1/v2.0 files: two training articles and one held-out article."""
+    data_v1, data_v2 = [], []
+    for n, (ctx, qas) in enumerate(_PARAS):
+        title = f"Article_{n}"
+        v1_qas = [
+            {"id": f"q{n}_{i}", "question": q, "answers": [{"text": a, "answer_start": ctx.index(a)}]}
+            for i, (q, a) in enumerate(qas)
+        ]
+        data_v1.append({"title": title, "paragraphs": [{"context": ctx, "qas": v1_qas}]})
+        v2_qas = [
+            {
+                "id": f"u{n}",
+                "question": "What colour is the moon made of cheese?",
+                "answers": [],
+                "is_impossible": True,
+            }
+        ]
+        data_v2.append({"title": title, "paragraphs": [{"context": ctx, "qas": v2_qas}]})
+    folder = tmp / "data"
+    folder.mkdir()
+    (folder / "squad-v1.1-dev-a.json").write_text(json.dumps({"version": "1.1", "data": data_v1}))
+    (folder / "squad-v2.0-dev-a.json").write_text(json.dumps({"version": "v2.0", "data": data_v2}))
+    return folder
+
+
+def test_tiny_training_run_ships_a_loadable_reader(tmp_path: Path) -> None:
+    from training.reader import main
+
+    data = _squad(tmp_path)
+    out, work = tmp_path / "out", tmp_path / "work"
+    rc = main([
+        "--out", str(out), "--work", str(work), "--data-dir", str(data), "--holdout", "Article_2",
+        "--epochs", "1", "--max-steps", "2", "--batch-size", "4", "--device", "cpu", "--seed", "1",
+    ])  # fmt: skip
+    assert rc == 0
+    assert (out / "reader.safetensors").is_file()
+    assert (out / "config.json").is_file()
+    card = (out / "README.md").read_text()
+    assert "Article_2" in card and "sha256" in card
+    log = json.loads((work / "train_log.json").read_text())
+    assert log["counts"]["answerable_questions"] == 4
+    assert log["counts"]["unanswerable_v2.0"] >= 1
+
+    assert SpanReader.available(out)
+    reader = SpanReader(out, n_best=3)
+    passage = _PARAS[0][0]
+    other = "A short passage with nothing relevant in it."
+    readings = reader.read("When was the Eiffel Tower completed?", [passage, other, ""])
+    assert len(readings) == 3
+    assert all(isinstance(r, PassageReading) for r in readings)
+    for text, r in zip([passage, other, ""], readings, strict=True):
+        assert len(r.spans) <= 3
+        for s in r.spans:
+            assert isinstance(s, Span)
+            assert 0 <= s.start < s.end <= len(text)
+            assert text[s.start : s.end] == text[s.start : s.end].strip()
+        assert [s.score for s in r.spans] == sorted((s.score for s in r.spans), reverse=True)
+    assert readings[0].spans
+    assert readings[2].spans == []
+    info = reader.info
+    assert info["precision"] == "fp16" and len(info["sha256"]) == 64
+
+    # resuming a finished run trains nothing more and ships again
+    assert (
+        main(
+            [
+                "--out",
+                str(out),
+                "--work",
+                str(work),
+                "--data-dir",
+                str(data),
+                "--holdout",
+                "Article_2",
+                "--epochs",
+                "1",
+                "--max-steps",
+                "2",
+                "--batch-size",
+                "4",
+                "--resume",
+            ]
+        )
+        == 0
+    )
+
+
+def test_long_passage_is_windowed_with_exact_offsets(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from training.reader import build_model_for_tests
+
+    out = build_model_for_tests(tmp_path / "m")
+    reader = SpanReader(out, max_length=64, stride=16)
+    passage = " ".join(f"Sentence {i} says the value is {i * 7}." for i in range(60))
+    (r,) = reader.read("What does sentence 42 say?", [passage])
+    assert r.spans
+    for s in r.spans:
+        assert 0 <= s.start < s.end <= len(passage)
+
+
+def test_missing_or_corrupt_weights_raise_model_error(tmp_path: Path) -> None:
+    assert not SpanReader.available(tmp_path)
+    with pytest.raises(ModelError, match="not found"):
+        SpanReader(tmp_path).load()
+    (tmp_path / "reader.safetensors").write_bytes(b"not a safetensors file")
+    (tmp_path / "config.json").write_text(json.dumps({"bert": {"hidden_size": 384}}))
+    with pytest.raises(ModelError):
+        SpanReader(tmp_path).load()
+
+
+def test_tidy_span_trims_punctuation_but_keeps_abbreviations() -> None:
+    text = 'He said "Paris, France." in the U.S. today.'
+    s, e = tidy_span(text, text.index('"'), text.index("in") - 1)
+    assert text[s:e] == "Paris, France"
+    s, e = tidy_span(text, text.index("U.S."), text.index("U.S.") + 4)
+    assert text[s:e] == "U.S."
+
+
+@pytest.mark.model
+def test_shipped_reader_finds_the_missile_system() -> None:
+    if not SpanReader.available():
+        pytest.skip("the shipped reader weights are absent")
+    text = SEED.read_text(encoding="utf-8")
+    passage = next(p for p in text.split("\n\n") if "is expected to be deployed by Ukraine" in p)
+    reader = SpanReader()
+    results: list[list[PassageReading]] = []
+
+    def ask() -> None:
+        results.append(reader.read("Which missile system will Ukraine deploy?", [passage]))
+
+    threads = [threading.Thread(target=ask) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 3
+    (reading,) = results[0]
+    assert reading.spans
+    best = reading.spans[0]
+    answer = passage[best.start : best.end]
+    assert "Army Tactical Missile System" in answer
+    assert answer == answer.strip()
+    assert [r[0].spans[0] for r in results] == [best] * 3
+    info = reader.info
+    assert info["precision"] == "fp16" and len(info["sha256"]) == 64

