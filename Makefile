@@ -36,13 +36,13 @@ test-fast: install ## unit tests only (fake embedder, no models)
 	$(BIN)/python -m pytest -q -m "not model and not browser and not slow"
 
 lint: install ## ruff and mypy
-	$(BIN)/ruff check qa tests app.py training bench
-	$(BIN)/ruff format --check qa tests app.py training bench
+	$(BIN)/ruff check qa tests app.py training bench scripts
+	$(BIN)/ruff format --check qa tests app.py training bench scripts
 	$(BIN)/mypy
 
 format: install ## format the code
-	$(BIN)/ruff format qa tests app.py training bench
-	$(BIN)/ruff check --fix qa tests app.py training bench
+	$(BIN)/ruff format qa tests app.py training bench scripts
+	$(BIN)/ruff check --fix qa tests app.py training bench scripts
 
 eval: install ## measure retrieval and answers on SQuAD (EVAL_FILE=...)
 	$(BIN)/qa eval $(EVAL_FILE) --out artifacts/eval
