@@ -139,7 +139,7 @@ class SpanModelReader:
     def __init__(self, path: str | None = None, passages: int = 3, max_answer_tokens: int = 30) -> None:
         from qa.span_reader import SpanReader
 
-        self._model = SpanReader(path or None, max_answer_tokens=max_answer_tokens)
+        self._model = SpanReader(path or None, max_answer_tokens=max_answer_tokens, n_best=10)
         self.passages = passages
         self.calibration = Calibration.load(self._model.path)
 
@@ -163,9 +163,12 @@ class SpanModelReader:
         readings = self._model.read(question, [h.chunk.text for h in top])
         best: tuple[float, Hit, Any, float] | None = None
         for hit, reading in zip(top, readings, strict=True):
-            if not reading.spans:
+            # An answer never runs across a line break: in plain text a line break ends a
+            # heading, a list item or a paragraph, so such a span joins unrelated pieces.
+            spans = [s for s in reading.spans if "\n" not in hit.chunk.text[s.start : s.end]]
+            if not spans:
                 continue
-            span = reading.spans[0]
+            span = spans[0]
             margin = span.score - reading.null_score
             value = margin - self.RANK_PENALTY * (hit.rank - 1)
             if best is None or value > best[0]:

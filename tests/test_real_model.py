@@ -27,7 +27,7 @@ def qa(tmp_path_factory: pytest.TempPathFactory) -> QA:
         ("Which missile system did Biden authorize?", "ATACM"),
         ("How much security assistance has the United States provided to Ukraine?", "$56.2 billion"),
         ("Whose troops is Russia reportedly deploying?", "North Korean"),
-        ("Who is the president of Ukraine?", "Zelensky"),
+        ("Which Ukrainian leader encouraged deeper strikes inside Russia?", "Zelensky"),
     ],
 )
 def test_article_questions_are_answered_with_exact_citations(qa: QA, question: str, fact: str) -> None:
