@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 # to get PyTorch's CPU wheel outside this environment.
 PIP_ARGS ?=
 EVAL_FILE ?= ../shared/eval/squad-v1.1-dev-a.json
+LINT_PATHS := $(wildcard qa tests app.py training bench scripts)
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 
@@ -36,13 +37,13 @@ test-fast: install ## unit tests only (fake embedder, no models)
 	$(BIN)/python -m pytest -q -m "not model and not browser and not slow"
 
 lint: install ## ruff and mypy
-	$(BIN)/ruff check qa tests app.py training bench scripts
-	$(BIN)/ruff format --check qa tests app.py training bench scripts
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
 format: install ## format the code
-	$(BIN)/ruff format qa tests app.py training bench scripts
-	$(BIN)/ruff check --fix qa tests app.py training bench scripts
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
 
 eval: install ## measure retrieval and answers on SQuAD (EVAL_FILE=...)
 	$(BIN)/qa eval $(EVAL_FILE) --out artifacts/eval
