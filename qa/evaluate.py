@@ -259,6 +259,8 @@ def evaluate(
     asked = sample_questions(data.questions, limit, seed)
     left_out = choose_unindexed([d.doc_id for d in data.documents], unindexed, seed)
     docs = [d for d in data.documents if d.doc_id not in left_out]
+    if not docs:
+        raise ConfigError(f"--unindexed {unindexed:g} leaves no document of {path} to index: use a smaller F")
     embedder = embedder or make_embedder(settings.model)
     index_dir = _index_dir(Path(index_root or DEFAULT_INDEX_ROOT), data, settings, embedder, unindexed, seed)
     # Threshold 0: every answer the reader can cite comes back with its text and score,

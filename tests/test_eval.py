@@ -283,3 +283,10 @@ def test_real_pipeline_on_squad(capsys: pytest.CaptureFixture[str]) -> None:
     assert out["contains_gold"] > 0.3
     # Sentence selection quotes whole sentences, which caps token F1 against short answers.
     assert out["f1"] > (0.05 if out["settings"]["reader"] == "sentence" else 0.2)
+
+
+def test_unindexed_must_leave_something_to_index(tmp_path: Path, settings: Settings) -> None:
+    data = {"data": [{"title": "T", "paragraphs": [_paragraph(SOLAR_1, ("s1", *Q["s1"]))]}]}
+    with pytest.raises(ConfigError, match="leaves no document"):
+        ev.evaluate(write(tmp_path / "one.json", data), settings, unindexed=0.9, progress=False,
+                    index_root=tmp_path / "idx")  # fmt: skip
