@@ -12,7 +12,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run build test test-fast lint format typecheck eval bench train-reader browser clean
+.PHONY: help install run build test test-fast lint format typecheck eval bench bench-1m train-reader browser clean
 
 help: ## list the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -48,8 +48,11 @@ format: install ## format the code
 eval: install ## measure retrieval and answers on SQuAD (EVAL_FILE=...)
 	$(BIN)/qa eval $(EVAL_FILE) --out artifacts/eval
 
-bench: install ## benchmarks (see bench/README.md)
+bench: install ## benchmarks, everything but the 1M-chunk case (see bench/README.md; ~7 min)
 	$(BIN)/python -m bench.run
+
+bench-1m: install ## the 1M-chunk scale benchmark (~25 min on 2 cores)
+	$(BIN)/python -m bench.run --only scale --scale 1m --name scale-1m
 
 train-reader: install ## retrain the span reader on ../shared/eval (GPU if present)
 	$(BIN)/python -m training.reader --out qa/models/reader

@@ -24,8 +24,9 @@ def chunk_document(
     text = doc.text
     bounds = _char_bounds(token_offsets(text, encoding), len(text))
     n_tokens = len(bounds) - 1
-    ends = sorted({e for _, e in sentence_spans(text)})
-    starts = sorted({s for s, _ in sentence_spans(text)})
+    spans = sentence_spans(text)
+    ends = sorted({e for _, e in spans})
+    starts = sorted({s for s, _ in spans})
     chunks: list[Chunk] = []
     tok = 0
     while tok < n_tokens:

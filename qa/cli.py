@@ -24,8 +24,8 @@ from qa.errors import QAError
 NOT_FOUND_EXIT = 7
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--index", dest="index_dir", help="index folder (default: index)")
+def _common(p: argparse.ArgumentParser, index_help: str = "index folder (default: index)") -> None:
+    p.add_argument("--index", dest="index_dir", help=index_help)
     p.add_argument("--model", help="sentence-transformers model name or path")
     p.add_argument("-q", "--quiet", action="store_true", help="print only results and errors")
 
@@ -73,7 +73,8 @@ def parser() -> argparse.ArgumentParser:
                    help="leave a seeded fraction F of documents out of the index")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="folder for the Markdown table and PNG plot")
-    _common(p)
+    _common(p, "folder where evaluation indexes are cached, one per file and settings "
+               "(default: artifacts/eval-index; never the app's index)")  # fmt: skip
     return ap
 
 

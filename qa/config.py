@@ -30,8 +30,8 @@ class Settings:
     # Retrieval
     top_k: int = 5
     candidates: int = 50  # per retriever, before fusion
-    rrf_k: int = 60
-    hnsw_threshold: int = 200_000  # exact FAISS search below this many vectors
+    dense_weight: float = 0.5  # fused score: weight of the cosine; BM25 gets the rest
+    hnsw_threshold: int = 50_000  # exact FAISS search up to this many vectors (bench/README.md)
     # Reader
     reader: str = "auto"  # "auto" (model if present), "model" or "none" (sentence selection)
     reader_path: str = ""  # empty: the shipped model in qa/models/reader/
@@ -77,6 +77,8 @@ class Settings:
             raise ConfigError("chunk_overlap must be >= 0 and at most half of chunk_tokens")
         if self.top_k < 1 or self.candidates < 1:
             raise ConfigError("top_k and candidates must be at least 1")
+        if not 0.0 <= self.dense_weight <= 1.0:
+            raise ConfigError("dense_weight must be between 0 and 1")
         if self.reader not in ("auto", "model", "none"):
             raise ConfigError("reader must be one of: auto, model, none")
         if not 0.0 <= self.min_confidence <= 1.0:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
+import json
 import os
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -15,7 +18,18 @@ import numpy as np
 from qa.config import DEFAULT_MODEL
 from qa.errors import ModelError
 
+# libgomp's default wait policy keeps an idle OpenMP thread spinning for a while before it
+# sleeps. On a shared CPU the spinning threads steal the cores from the thread doing the work:
+# on a busy 2-core machine one query's embedding took 499 ms on torch's 2 threads, 13 ms with
+# PASSIVE (bench/README.md). PASSIVE lets idle threads sleep at once. It only takes effect if
+# set before torch loads its OpenMP runtime (torch is imported lazily, below); a user's own
+# setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 ProgressFn = Callable[[int], None]
+#: Batches of at most this many word pieces (one question) run on one thread: splitting so
+#: little work costs more in thread wake-ups than it saves (13.2 ms on 2 threads, 9.6 on one).
+SINGLE_THREAD_TOKENS = 256
 
 
 @runtime_checkable
@@ -87,12 +101,16 @@ class SentenceTransformerEmbedder:
                 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
                 path = resolve_model(name)
                 try:
-                    from sentence_transformers import SentenceTransformer
                     from transformers.utils import logging as hf_logging
 
                     hf_logging.disable_progress_bar()
+                    model: Any = MeanPoolingModel.open(path)
+                    if model is None:
+                        from sentence_transformers import SentenceTransformer
 
-                    cls._cache[name] = SentenceTransformer(path, device="cpu")
+                        model = SentenceTransformer(path, device="cpu")
+                    model.eval()  # once here: ``_forward`` skips encode()'s eval() per call
+                    cls._cache[name] = model
                 except Exception as exc:  # the library raises many types; translate them all
                     raise ModelError(
                         f"cannot load embedding model {name!r} ({type(exc).__name__}: {exc}). "
@@ -107,22 +125,140 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         model = self.model
-        # Sort by length so each batch pads little; restore the order afterwards.
-        order = np.argsort([-len(t) for t in texts], kind="stable")
+        if len(texts) <= batch_size:  # one batch (a query, a reader's sentences): no sorting
+            out = self._forward(model, list(texts))
+            if progress:
+                progress(len(texts))
+            return out
+        # Batches of similar length pad little; the order is restored afterwards. Length in word
+        # pieces, not characters: sorted by characters (as ``encode`` does), 18% of the tokens
+        # computed for the SQuAD chunks were padding; sorted by word pieces, 1.3%.
+        order = np.argsort(-_token_lengths(model, texts), kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for i in range(0, len(texts), batch_size):
             idx = order[i : i + batch_size]
-            vecs = model.encode(
-                [texts[j] for j in idx],
-                batch_size=batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-            out[idx] = vecs
+            out[idx] = self._forward(model, [texts[j] for j in idx])
             if progress:
                 progress(len(idx))
         return out
+
+    @staticmethod
+    def _forward(model: Any, texts: list[str]) -> np.ndarray:
+        """One batch through the model: what ``SentenceTransformer.encode`` does for a batch,
+        without its per-call overhead (device lookup over every parameter, ``eval()``, sorting),
+        which is ~1 ms, a tenth of a query's whole forward pass."""
+        import torch
+
+        features = model.preprocess(texts)
+        small = features["input_ids"].numel() <= SINGLE_THREAD_TOKENS
+        with torch_threads(1 if small else None), torch.inference_mode():
+            vecs = model(features)["sentence_embedding"]
+            vecs = torch.nn.functional.normalize(vecs, p=2, dim=1)
+        return vecs.float().numpy()
+
+
+_default_threads: int | None = None
+_default_threads_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run torch on ``n`` threads in this block (None: the process default), then go back to
+    the process default.
+
+    ``torch.set_num_threads`` acts on the calling thread (OpenMP semantics), but a thread
+    started meanwhile inherits the last value set anywhere. So the block never restores the
+    value it found (which may be such an inherited 1): it restores the default, read once,
+    before any block has changed it.
+    """
+    import torch
+
+    global _default_threads
+    if _default_threads is None:
+        with _default_threads_lock:
+            if _default_threads is None:
+                _default_threads = max(1, torch.get_num_threads())
+    want = n or _default_threads
+    torch.set_num_threads(want)
+    try:
+        yield
+    finally:
+        if want != _default_threads:
+            torch.set_num_threads(_default_threads)
+
+
+class MeanPoolingModel:
+    """A sentence-transformers folder of the common "transformer, mean pooling, [normalise]" kind,
+    run with transformers alone: the same tokenizer call, forward pass and pooling, so the same
+    vectors (``tests/test_vectors.py`` compares them with sentence-transformers').
+
+    Importing sentence-transformers (it pulls in scikit-learn, pandas and more of SciPy) made
+    the first answer of a fresh process take 4.5 s instead of 3.6 (bench/README.md). Any other
+    folder layout is loaded with sentence-transformers itself.
+    """
+
+    def __init__(self, path: str, max_seq_length: int) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.auto_model = AutoModel.from_pretrained(path, local_files_only=True)
+        self.max_seq_length = max_seq_length
+
+    @classmethod
+    def open(cls, path: str) -> MeanPoolingModel | None:
+        """The model in ``path`` if its layout is one this class reproduces exactly, else None."""
+        folder = Path(path)
+        try:
+            modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+            kinds = [m["type"].rsplit(".", 1)[-1] for m in modules]
+            pooling = json.loads((folder / modules[1]["path"] / "config.json").read_text(encoding="utf-8"))
+            st_config = json.loads((folder / "sentence_bert_config.json").read_text(encoding="utf-8"))
+            extra = json.loads((folder / "config_sentence_transformers.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            return None
+        modes = {k for k, v in pooling.items() if k.startswith("pooling_mode_") and v}
+        if (
+            kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"])
+            or modules[0].get("path", "") != ""
+            or modes != {"pooling_mode_mean_tokens"}
+            or set(st_config) - {"max_seq_length", "do_lower_case"}
+            or st_config.get("do_lower_case")
+            or extra.get("prompts")
+            or extra.get("default_prompt_name")
+        ):
+            return None
+        return cls(path, int(st_config["max_seq_length"]))
+
+    def eval(self) -> MeanPoolingModel:
+        self.auto_model.eval()
+        return self
+
+    def get_sentence_embedding_dimension(self) -> int:
+        return int(self.auto_model.config.hidden_size)
+
+    def preprocess(self, texts: list[str]) -> dict[str, Any]:
+        return dict(
+            self.tokenizer(
+                texts, padding=True, truncation="longest_first", max_length=self.max_seq_length,
+                return_tensors="pt",
+            )
+        )  # fmt: skip
+
+    def __call__(self, features: dict[str, Any]) -> dict[str, Any]:
+        tokens = self.auto_model(**features, return_dict=True).last_hidden_state
+        mask = features["attention_mask"].unsqueeze(-1).to(tokens.dtype)
+        summed = (tokens * mask).sum(dim=1)
+        return {"sentence_embedding": summed / mask.sum(dim=1).clamp(min=1e-9)}
+
+
+def _token_lengths(model: Any, texts: Sequence[str]) -> np.ndarray:
+    """Each text's length in the model's word pieces (capped at its maximum), or in characters
+    when the model has no tokenizer to ask. Tokenizing twice costs ~0.5% of embedding."""
+    try:
+        enc = model.tokenizer(list(texts), truncation=True, max_length=int(model.max_seq_length))
+        return np.array([len(ids) for ids in enc["input_ids"]])
+    except Exception:  # not a Hugging Face tokenizer: characters are a fair proxy
+        return np.array([len(t) for t in texts])
 
 
 class HashEmbedder:

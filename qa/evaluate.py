@@ -272,7 +272,7 @@ def evaluate(
     with _bar(progress, "embedding", "chunk") as bar:
         qa = QA.from_documents(docs, settings=run_settings, embedder=embedder, progress=_bar_update(bar))
     build = qa.last_build
-    qa.ask("warm up: what loads the models?")  # keep one-time loading out of the latencies
+    qa.warm_up()  # keep one-time loading out of the latencies
     results: list[QuestionResult] = []
     t_ask = time.perf_counter()
     with _bar(progress, "asking", "question", total=len(asked)) as bar:
@@ -308,8 +308,8 @@ def _score(q: Question, kind: str, answer: Answer, threshold: float) -> Question
     found = score is not None and score >= threshold
     ranked = [h.chunk.doc_id for h in answer.hits]
     # The reader moved its passage to the top and kept the others in order; the fused
-    # score (ties on cosine, as ``retrieval.fuse`` breaks them) restores the retriever's order.
-    before = sorted(answer.hits, key=lambda h: (-h.score, -(h.dense_score or 0.0)))
+    # score (ties on BM25, as ``retrieval.fuse`` breaks them) restores the retriever's order.
+    before = sorted(answer.hits, key=lambda h: (-h.score, -(h.lexical_score or 0.0)))
     scored = kind == scoring.ANSWERABLE
     return QuestionResult(
         qid=q.qid,
@@ -382,7 +382,7 @@ def _report(
             "chunk_tokens": settings.chunk_tokens,
             "chunk_overlap": settings.chunk_overlap,
             "candidates": settings.candidates,
-            "rrf_k": settings.rrf_k,
+            "dense_weight": settings.dense_weight,
             "read_passages": settings.read_passages,
             "min_confidence": t,
             "seed": seed,
@@ -426,8 +426,7 @@ def _index_dir(
         "encoding": settings.encoding,
         "chunk_tokens": settings.chunk_tokens,
         "chunk_overlap": settings.chunk_overlap,
-        "hnsw_threshold": settings.hnsw_threshold,
-    }
+    }  # the vector index kind is not part of the key: ``index.build`` rebuilds it when it changes
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     full = root / f"{data.path.stem}-{digest}"
     target = full if not unindexed else root / f"{full.name}-unindexed{unindexed:g}-seed{seed}"
@@ -520,7 +519,8 @@ def render_markdown(report: EvalReport) -> str:
         f"{c['questions_in_file']:,} questions asked: {c['answerable']:,} answerable, "
         f"{c['unanswerable']:,} unanswerable, {c['unindexed']:,} about unindexed documents. "
         f"Model `{s['model']}`, reader `{s['reader']}`, chunks {s['chunk_tokens']}/{s['chunk_overlap']} "
-        f"tokens, candidates {s['candidates']}, rrf_k {s['rrf_k']}, threshold {report.threshold:g}.",
+        f"tokens, candidates {s['candidates']}, dense weight {s['dense_weight']:g}, "
+        f"threshold {report.threshold:g}.",
         "",
         "| metric | value | retriever alone |",
         "|---|---:|---:|",
@@ -651,7 +651,7 @@ def run_cli(args: Any, settings: Settings) -> int:
 
 #: Settings that change what ``qa eval`` measures; set through QA_* variables they join the command line.
 _MEASURED = (
-    "model", "encoding", "chunk_tokens", "chunk_overlap", "top_k", "candidates", "rrf_k",
+    "model", "encoding", "chunk_tokens", "chunk_overlap", "top_k", "candidates", "dense_weight",
     "hnsw_threshold", "reader", "reader_path", "read_passages", "max_answer_tokens", "min_confidence",
 )  # fmt: skip
 

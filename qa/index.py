@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
 from qa import store
@@ -31,7 +30,7 @@ from qa.embedding import Embedder
 from qa.errors import IndexCorruptError, IndexMismatchError
 from qa.lexical import LexicalIndex
 from qa.types import Chunk, Document
-from qa.vectors import build_vector_index, read_vector_index, write_vector_index
+from qa.vectors import build_vector_index, index_kind, kind_for, read_vector_index, write_vector_index
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +118,9 @@ def build(
             previous
             and not (report.added or report.changed or report.removed)
             and [d["doc_id"] for d in previous.manifest["documents"]] == new_ids
+            # a changed hnsw_threshold may call for the other kind of vector index
+            and previous.manifest["vector_index"].get("type")
+            == kind_for(len(previous.chunks), settings.hnsw_threshold)
         ):
             report.up_to_date = True
             report.chunks = len(previous.chunks)
@@ -238,7 +240,7 @@ def _write_generation(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "model": {"name": embedder.name, "dim": int(embedder.dim)},
         "chunking": chunking_settings(settings),
-        "vector_index": {"type": _index_type(index), "vectors": int(index.ntotal)},
+        "vector_index": {"type": index_kind(index), "vectors": int(index.ntotal)},
         "counts": {"documents": len(documents), "chunks": len(chunks)},
         "documents": [
             {"doc_id": d.doc_id, "title": d.title, "sha256": d.sha256, "chunks": counts.get(d.doc_id, 0)}
@@ -247,10 +249,6 @@ def _write_generation(
         "files": files,
     }
     store.write_json(gen / "manifest.json", manifest)
-
-
-def _index_type(index: Any) -> str:
-    return "hnsw" if isinstance(index, faiss.IndexHNSW) else "flat"
 
 
 def read_manifest(gen: Path) -> dict[str, Any]:

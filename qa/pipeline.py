@@ -162,7 +162,7 @@ class QA:
         timings["embed"] = time.perf_counter() - t0
         ranked = retrieve(data, qvec, query, max(self.settings.candidates, k), timings)
         t1 = time.perf_counter()
-        hits = fuse(data, ranked, qvec, k, self.settings.rrf_k)
+        hits = fuse(data, ranked, qvec, k, self.settings.dense_weight)
         timings["fusion"] = time.perf_counter() - t1
         return hits, qvec, ranked
 
@@ -187,6 +187,11 @@ class QA:
         return " ".join(question.split())
 
     # -- information ----------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Load the models and run one question through every stage, so that the first
+        user's question does not wait for model loading (about 3 s on 2 cores)."""
+        self.read("warm up: which models load?")
+
     def info(self) -> dict[str, Any]:
         """The live index's manifest, plus where it is and which reader answers."""
         data = self._data

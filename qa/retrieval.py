@@ -1,4 +1,4 @@
-"""Dense (FAISS) and lexical (BM25) retrieval, fused by reciprocal rank fusion."""
+"""Dense (FAISS) and lexical (BM25) retrieval, fused by a weighted sum of normalised scores."""
 
 from __future__ import annotations
 
@@ -41,33 +41,41 @@ def retrieve(
     return Ranked(dense, lexical)
 
 
-def fuse(data: IndexData, ranked: Ranked, query_vector: np.ndarray, k: int, rrf_k: int = 60) -> list[Hit]:
-    """Reciprocal rank fusion: score = sum over retrievers of 1 / (rrf_k + rank).
+def fuse(
+    data: IndexData, ranked: Ranked, query_vector: np.ndarray, k: int, dense_weight: float = 0.5
+) -> list[Hit]:
+    """Score every candidate of either retriever by
+    ``dense_weight * cosine + (1 - dense_weight) * bm25 / (the query's best bm25)``.
 
-    RRF needs no score calibration between cosine and BM25, which live on different
-    scales, and is robust when one retriever misses a passage entirely.
+    The cosine is taken for every candidate (BM25's too); a candidate outside BM25's list
+    gets 0 for BM25. Measured on the same candidate lists (``python -m bench.fusion``; weight
+    tuned on SQuAD v1.1 dev-a, confirmed on v2.0 dev-a), this beat reciprocal rank fusion
+    (k=60) by 0.07 Recall@1 and 0.02 Recall@5 on v1.1, 0.06 and 0.01 on v2.0: rank fusion
+    throws away how far apart the scores are, and dividing by the best BM25 score puts
+    BM25 on the cosine's 0-1 scale for each query.
     """
-    fused: dict[int, float] = {}
-    for results in (ranked.dense, ranked.lexical):
-        for row, (rank, _) in results.items():
-            fused[row] = fused.get(row, 0.0) + 1.0 / (rrf_k + rank)
-    # Ties (common with two retrievers) break on the dense score, then row order.
-    order = sorted(fused, key=lambda r: (-fused[r], -(ranked.dense.get(r, (0, -1.0))[1]), r))[:k]
-    hits = []
-    for rank, row in enumerate(order, 1):
-        dense = ranked.dense.get(row)
+    cosines = {row: s for row, (_, s) in ranked.dense.items()}
+    for row in ranked.lexical:
+        if row not in cosines:
+            cosines[row] = _cosine(data, row, query_vector)
+    best = max((s for _, s in ranked.lexical.values()), default=0.0)
+    fused = {}
+    for row, cos in cosines.items():
         lexical = ranked.lexical.get(row)
-        hits.append(
-            Hit(
-                chunk=data.chunks[row],
-                score=fused[row],
-                rank=rank,
-                # Every hit gets its cosine: abstention weighs it even when BM25 found the hit.
-                dense_score=dense[1] if dense else _cosine(data, row, query_vector),
-                lexical_score=lexical[1] if lexical else None,
-            )
+        bm25 = lexical[1] / best if lexical and best > 0 else 0.0
+        fused[row] = dense_weight * cos + (1.0 - dense_weight) * bm25
+    # Ties break on BM25 (the stronger retriever alone on SQuAD), then row order.
+    order = sorted(fused, key=lambda r: (-fused[r], -ranked.lexical.get(r, (0, 0.0))[1], r))[:k]
+    return [
+        Hit(
+            chunk=data.chunks[row],
+            score=fused[row],
+            rank=rank,
+            dense_score=cosines[row],  # every hit gets its cosine: abstention weighs it
+            lexical_score=ranked.lexical[row][1] if row in ranked.lexical else None,
         )
-    return hits
+        for rank, row in enumerate(order, 1)
+    ]
 
 
 def _cosine(data: IndexData, row: int, query_vector: np.ndarray) -> float:

@@ -13,6 +13,9 @@ _ABBREVIATIONS = {
     "fig", "approx", "dept", "est", "u.s", "u.k", "u.n", "a.m", "p.m",
 }  # fmt: skip
 _END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s)|\n")
+_LAST_WORD = re.compile(r"([\w.]+)$")
+_VISIBLE = re.compile(r"\S")
+_CLAUSE = re.compile(r"[,;:—–]\s+|\s[-–—]\s")
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -42,7 +45,7 @@ def _ends_sentence(text: str, dot: int, end: int) -> bool:
     if nxt is None:
         return True
     if text[dot] == ".":
-        word = re.search(r"([\w.]+)$", text[max(0, dot - 12) : dot])
+        word = _LAST_WORD.search(text[max(0, dot - 12) : dot])
         if word:
             w = word.group(1).lower()
             if w in _ABBREVIATIONS or (len(w) == 1 and w.isalpha()):
@@ -54,7 +57,7 @@ def _ends_sentence(text: str, dot: int, end: int) -> bool:
 
 
 def _next_visible(text: str, pos: int) -> int | None:
-    m = re.compile(r"\S").search(text, pos)
+    m = _VISIBLE.search(text, pos)
     return m.start() if m else None
 
 
@@ -88,7 +91,7 @@ def clause_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
     """Split the sentence text[start:end] at clause punctuation (, ; : — and dashes)."""
     out: list[tuple[int, int]] = []
     s = start
-    for m in re.finditer(r"[,;:—–]\s+|\s[-–—]\s", text[start:end]):
+    for m in _CLAUSE.finditer(text[start:end]):
         e = start + m.start()
         _add(out, text, s, e)
         s = start + m.end()

@@ -558,9 +558,7 @@ def _serve(settings: Settings, sock: socket.socket) -> None:
         for warning in report.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         print(describe(dataclasses.asdict(report)), file=sys.stderr)
-    load = getattr(engine.reader, "load", None)
-    if callable(load):
-        load()  # the reader model loads lazily: not on the first user's question
+    engine.warm_up()  # the models load lazily: not on the first user's question
     reloader = Reloader(engine)
     app = create_app(engine, settings, reloader)
     config = uvicorn.Config(

@@ -71,6 +71,24 @@ def test_rebuild_reembeds_only_what_changed(sample_seeds: Path, fake_settings) -
     assert "Penguins" in qa.search("penguins southern hemisphere", k=1)[0].chunk.text
 
 
+def test_changed_hnsw_threshold_switches_the_vector_index_without_reembedding(
+    sample_seeds: Path,
+    fake_settings,  # type: ignore[no-untyped-def]
+) -> None:
+    emb = CountingEmbedder()
+    flat = build(sample_seeds, fake_settings, emb)
+    assert flat.data.manifest["vector_index"]["type"] == "flat"
+    emb.embedded = 0
+    hnsw = build(sample_seeds, fake_settings.replace(hnsw_threshold=0), emb)
+    report = hnsw.last_build
+    assert report is not None and not report.up_to_date and report.embedded == emb.embedded == 0
+    assert hnsw.data.manifest["vector_index"]["type"] == "hnsw"
+    query = "bread dough yeast"
+    assert hnsw.search(query, k=1)[0].chunk.doc_id == flat.search(query, k=1)[0].chunk.doc_id
+    again = build(sample_seeds, fake_settings.replace(hnsw_threshold=0), emb)
+    assert again.last_build is not None and again.last_build.up_to_date
+
+
 def test_missing_index_says_run_build(tmp_path: Path) -> None:
     with pytest.raises(IndexMissingError, match="qa build"):
         QA.load(tmp_path / "index", settings=None, embedder=HashEmbedder(64))
