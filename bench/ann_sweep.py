@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import faiss
 import numpy as np
@@ -39,6 +40,7 @@ def main() -> None:
         kind, *params = config.split(":")
         sweep = [int(v) for v in params[-1].split("/")]
         t0 = time.perf_counter()
+        index: Any
         if kind == "hnsw":
             m, efc = int(params[0]), int(params[1])
             index = faiss.IndexHNSWFlat(xb.shape[1], m, faiss.METRIC_INNER_PRODUCT)

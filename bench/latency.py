@@ -78,7 +78,8 @@ def run(name: str, qa: QA, questions: list[Question], repeats: int) -> tuple[dic
                         stages[s].append(answer.timings.get(s, 0.0))
                     pre_reader.append(wall - answer.timings.get("reader", 0.0))
     f = median(t_floor)
-    result = {
+    st = {s: ms(median(v)) for s, v in stages.items()}
+    result: dict[str, Any] = {
         "questions": len(questions),
         "repeats": repeats,
         "reader": qa.reader.name,
@@ -86,12 +87,11 @@ def run(name: str, qa: QA, questions: list[Question], repeats: int) -> tuple[dic
         "search_ms": {"median": ms(median(t_search)), "p95": ms(percentile(t_search, 0.95))},
         "ask_ms": {"median": ms(median(t_ask)), "p95": ms(percentile(t_ask, 0.95))},
         "ask_without_reader_ms": {"median": ms(median(pre_reader)), "p95": ms(percentile(pre_reader, 0.95))},
-        "stages_ms": {s: ms(median(v)) for s, v in stages.items()},
+        "stages_ms": st,
         "search_over_floor": median(t_search) / f,
         "ask_without_reader_over_floor": median(pre_reader) / f,
         "load": load_line(),
     }
-    st = result["stages_ms"]
     rows = [
         ["floor: one forward pass (BertModel, 1 thread)", ms(f), ms(percentile(t_floor, 0.95)), 1.0],
         ["search (k=5)", ms(median(t_search)), ms(percentile(t_search, 0.95)), median(t_search) / f],

@@ -165,38 +165,31 @@ def run(
 
 
 def _fusion_recall(qa: QA, questions: list[Question], doc_ids: list[str]) -> dict[str, float]:
-    """Recall@5 of other ways to merge the same two candidate lists (what the recall gap is)."""
-    from qa import vectors
+    """Recall@5 of other ways to merge the same two candidate lists (``bench/fusion.py`` has
+    the full comparison on both SQuAD files)."""
+    from qa.retrieval import fuse, retrieve
 
     data = qa.data
     chunk_doc = [c.doc_id for c in data.chunks]
     rules: dict[str, list[list[int]]] = {
-        "reciprocal rank fusion, k=60 (qa)": [],
+        f"qa: {qa.settings.dense_weight:g} cosine + {1 - qa.settings.dense_weight:g} BM25 / best BM25": [],
+        "reciprocal rank fusion, k=60 (qa before)": [],
         "dense only": [],
         "BM25 only": [],
-        "reciprocal rank fusion, k=10": [],
-        "0.5 cosine + 0.5 BM25 / best BM25 (txtai's rule)": [],
     }
     names = list(rules)
+    rows_of = {id(c): i for i, c in enumerate(data.chunks)}
     for q in questions:
         qvec = qa.embedder.embed([q.text])[0]
-        d_scores, d_ids = vectors.search(data.vectors, qvec, 50)
-        l_scores, l_ids = data.lexical.search(q.text, 50)
-        dense, lexical = [int(i) for i in d_ids], [int(i) for i in l_ids]
-        for name, k in ((names[0], 60), (names[3], 10)):
-            fused: dict[int, float] = {}
-            for ranked in (dense, lexical):
-                for rank, row in enumerate(ranked, 1):
-                    fused[row] = fused.get(row, 0.0) + 1.0 / (k + rank)
-            rules[name].append(sorted(fused, key=lambda r: -fused[r])[:K])
-        rules[names[1]].append(dense[:K])
-        rules[names[2]].append(lexical[:K])
-        convex: dict[int, float] = {}
-        for row, score in zip(dense, d_scores, strict=True):
-            convex[row] = convex.get(row, 0.0) + 0.5 * float(score)
-        best = float(l_scores[0]) if len(l_scores) else 1.0
-        for row, score in zip(lexical, l_scores, strict=True):
-            convex[row] = convex.get(row, 0.0) + 0.5 * float(score) / best
-        rules[names[4]].append(sorted(convex, key=lambda r: -convex[r])[:K])
+        ranked = retrieve(data, qvec, q.text, 50)
+        hits = fuse(data, ranked, qvec, K, qa.settings.dense_weight)
+        rules[names[0]].append([rows_of[id(h.chunk)] for h in hits])
+        rrf: dict[int, float] = {}
+        for results in (ranked.dense, ranked.lexical):
+            for row, (rank, _) in results.items():
+                rrf[row] = rrf.get(row, 0.0) + 1.0 / (60 + rank)
+        rules[names[1]].append(sorted(rrf, key=lambda r: -rrf[r])[:K])
+        rules[names[2]].append(sorted(ranked.dense, key=lambda r: ranked.dense[r][0])[:K])
+        rules[names[3]].append(sorted(ranked.lexical, key=lambda r: ranked.lexical[r][0])[:K])
     gold = [q.doc_id for q in questions]
     return {n: recall_at([[chunk_doc[r] for r in rows] for rows in v], gold) for n, v in rules.items()}

@@ -1,11 +1,11 @@
 """One calibrated confidence from the reader's and the retriever's signals.
 
 A logistic model over a few features (span score minus no-answer score, the raw
-scores, the cosine of the chosen passage and of the best passage, and whether
-BM25 also found it). Its weights are fitted on training articles by
-``training/calibrate.py`` and shipped beside the reader as ``calibration.json``;
-the bias is shifted so that the threshold chosen on held-out articles maps to 0.5,
-so ``Settings.min_confidence = 0.5`` means "the calibrated threshold" for any reader.
+scores, the cosine of the chosen passage and of the best passage, whether BM25 also
+found it, its fused retrieval score and rank). Its weights are fitted by
+``training/calibrate.py`` on articles the reader never trained on and shipped beside the
+reader as ``calibration.json``; the bias is shifted so that the chosen threshold maps to
+0.5, so ``Settings.min_confidence = 0.5`` means "the calibrated threshold" for any reader.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from qa.errors import ModelError
 
-FEATURES = ("margin", "span_score", "null_score", "cosine", "top_cosine", "lexical")
+FEATURES = ("margin", "span_score", "null_score", "cosine", "top_cosine", "lexical", "fused", "rank")
 FILE = "calibration.json"
 
 

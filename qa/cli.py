@@ -72,6 +72,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--unindexed", type=float, default=0.0, metavar="F",
                    help="leave a seeded fraction F of documents out of the index")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--articles", metavar="TITLES",
+                   help="only these articles (comma-separated titles), or 'heldout': those the "
+                        "reader did not train on")  # fmt: skip
     p.add_argument("--out", help="folder for the Markdown table and PNG plot")
     _common(p, "folder where evaluation indexes are cached, one per file and settings "
                "(default: artifacts/eval-index; never the app's index)")  # fmt: skip

@@ -67,10 +67,14 @@ class Dataset:
     documents: list[Document]
     questions: list[Question]
     articles: int
+    selection: tuple[str, ...] = ()  # the article titles chosen with ``--articles`` (else all)
 
 
-def load_squad(path: str | Path) -> Dataset:
-    """Read and check a SQuAD v1.1/v2.0 JSON file; raises EvalFileError saying what is wrong."""
+def load_squad(path: str | Path, articles: Sequence[str] | None = None) -> Dataset:
+    """Read and check a SQuAD v1.1/v2.0 JSON file; raises EvalFileError saying what is wrong.
+
+    ``articles``: keep only the articles with these titles (every one must be in the file).
+    """
     path = Path(path)
     hint = "give the path of a SQuAD JSON file (v1.1 or v2.0), e.g. ../shared/eval/squad-v1.1-dev-a.json"
     if not path.exists():
@@ -91,6 +95,9 @@ def load_squad(path: str | Path) -> Dataset:
             f'eval file {path} is not SQuAD JSON (expected {{"data": [articles...]}}): {hint}'
         )
     declared = str(data.get("version", "")).lstrip("v")
+    sha256 = hashlib.sha256(raw).hexdigest()
+    if articles is not None:
+        data["data"], sha256 = _select_articles(path, data["data"], articles, sha256)
     documents: list[Document] = []
     questions: list[Question] = []
     seen_titles: dict[str, int] = {}
@@ -119,7 +126,39 @@ def load_squad(path: str | Path) -> Dataset:
         raise EvalFileError(f"eval file {path} has no questions: {hint}")
     impossible = any(q.impossible for q in questions)
     version = "2.0" if declared.startswith("2") or impossible else "1.1"
-    return Dataset(path, version, hashlib.sha256(raw).hexdigest(), documents, questions, len(data["data"]))
+    chosen = tuple(sorted({t.strip() for t in articles if t.strip()})) if articles is not None else ()
+    return Dataset(path, version, sha256, documents, questions, len(data["data"]), chosen)
+
+
+def _select_articles(
+    path: Path, data: list[Any], titles: Sequence[str], sha256: str
+) -> tuple[list[Any], str]:
+    """The articles of ``data`` titled ``titles``, and a digest naming the file and the choice."""
+    wanted = [t.strip() for t in titles if t.strip()]
+    if not wanted:
+        raise EvalFileError("--articles needs at least one article title")
+    have = [str(a.get("title", "")) if isinstance(a, dict) else "" for a in data]
+    missing = [t for t in wanted if t not in have]
+    if missing:
+        sample = ", ".join(have[:8]) + (", ..." if len(have) > 8 else "")
+        raise EvalFileError(f"eval file {path} has no article titled {', '.join(missing)} (it has: {sample})")
+    chosen = [a for a, t in zip(data, have, strict=True) if t in set(wanted)]
+    key = json.dumps({"file": sha256, "articles": sorted(set(wanted))}, sort_keys=True)
+    return chosen, hashlib.sha256(key.encode()).hexdigest()
+
+
+def heldout_articles(reader_path: str | Path | None = None) -> list[str]:
+    """The article titles the shipped (or given) reader was not trained on, from its config."""
+    from qa.span_reader import CONFIG_FILE, DEFAULT_PATH
+
+    cfg = Path(reader_path or DEFAULT_PATH) / CONFIG_FILE
+    try:
+        titles = json.loads(cfg.read_text(encoding="utf-8"))["holdout"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError(
+            f"--articles heldout: {cfg} names no held-out articles; give the titles instead"
+        ) from None
+    return [str(t) for t in titles]
 
 
 def _question(qa: Any, doc_id: str, article: str, at: str) -> Question:
@@ -244,18 +283,20 @@ def evaluate(
     progress: bool = True,
     embedder: Embedder | None = None,
     index_root: str | Path | None = None,
+    articles: Sequence[str] | None = None,
 ) -> EvalReport:
     """Index every paragraph of the SQuAD file at ``path``, ask its questions, and score them.
 
     ``limit``: ask a seeded, article-stratified sample of that many questions (the
     corpus stays the whole file). ``unindexed``: leave that seeded fraction of the
     paragraphs out of the index; their questions should be declined. ``index_root``:
-    where the cached indexes live (default ``artifacts/eval-index``).
+    where the cached indexes live (default ``artifacts/eval-index``). ``articles``: evaluate
+    only these articles of the file (they alone are the corpus).
     """
     from qa.pipeline import QA
 
     t_start = time.perf_counter()
-    data = load_squad(path)
+    data = load_squad(path, articles)
     asked = sample_questions(data.questions, limit, seed)
     left_out = choose_unindexed([d.doc_id for d in data.documents], unindexed, seed)
     docs = [d for d in data.documents if d.doc_id not in left_out]
@@ -387,6 +428,7 @@ def _report(
             "min_confidence": t,
             "seed": seed,
             "unindexed": unindexed,
+            "articles": list(data.selection) or "all",
         },
         counts={
             "articles": data.articles,
@@ -428,7 +470,8 @@ def _index_dir(
         "chunk_overlap": settings.chunk_overlap,
     }  # the vector index kind is not part of the key: ``index.build`` rebuilds it when it changes
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    full = root / f"{data.path.stem}-{digest}"
+    stem = f"{data.path.stem}-articles" if data.selection else data.path.stem
+    full = root / f"{stem}-{digest}"
     target = full if not unindexed else root / f"{full.name}-unindexed{unindexed:g}-seed{seed}"
     if target != full and not target.exists() and (full / store.POINTER).exists():
         try:
@@ -507,6 +550,11 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+def _chosen(settings: dict[str, Any]) -> str:
+    chosen = settings.get("articles")
+    return f" ({', '.join(chosen)})" if isinstance(chosen, list) else ""
+
+
 def render_markdown(report: EvalReport) -> str:
     """The report as Markdown: metrics, abstention curve, latency, index; for the README."""
     c, s, ix = report.counts, report.settings, report.index
@@ -514,7 +562,7 @@ def render_markdown(report: EvalReport) -> str:
     if report.command:
         lines += [f"`{report.command}`", ""]
     lines += [
-        f"{c['articles']} articles, {c['documents']:,} paragraphs as documents "
+        f"{c['articles']} articles{_chosen(s)}, {c['documents']:,} paragraphs as documents "
         f"({c['indexed_documents']:,} indexed, {c['chunks']:,} chunks); {c['questions']:,} of "
         f"{c['questions_in_file']:,} questions asked: {c['answerable']:,} answerable, "
         f"{c['unanswerable']:,} unanswerable, {c['unindexed']:,} about unindexed documents. "
@@ -636,6 +684,7 @@ def run_cli(args: Any, settings: Settings) -> int:
         seed=args.seed,
         progress=not args.quiet,
         index_root=args.index_dir or DEFAULT_INDEX_ROOT,
+        articles=_articles(args.articles, settings),
     )
     report.command = command_line(args)
     if args.out:
@@ -647,6 +696,15 @@ def run_cli(args: Any, settings: Settings) -> int:
     else:
         print(render_markdown(report))
     return 0
+
+
+def _articles(value: str | None, settings: Settings) -> list[str] | None:
+    """``--articles``: comma-separated titles, or ``heldout`` (the reader's held-out articles)."""
+    if value is None:
+        return None
+    if value.strip() == "heldout":
+        return heldout_articles(settings.reader_path or None)
+    return [t for t in value.split(",") if t.strip()]
 
 
 #: Settings that change what ``qa eval`` measures; set through QA_* variables they join the command line.
@@ -662,7 +720,8 @@ def command_line(args: Any) -> str:
            if f"QA_{k.upper()}" in os.environ]  # fmt: skip
     words = ["qa", "eval", args.file]
     for flag, value in (("--limit", args.limit), ("--reader", args.reader), ("--model", args.model),
-                        ("--index", args.index_dir), ("--out", args.out)):  # fmt: skip
+                        ("--index", args.index_dir), ("--out", args.out),
+                        ("--articles", args.articles)):  # fmt: skip
         if value is not None:
             words += [flag, str(value)]
     if args.unindexed:

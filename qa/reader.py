@@ -184,6 +184,8 @@ class SpanModelReader:
             "cosine": hit.dense_score if hit.dense_score is not None else 0.0,
             "top_cosine": max((h.dense_score or 0.0) for h in top),
             "lexical": 1.0 if hit.lexical_score else 0.0,
+            "fused": hit.score,  # the retrieval score (``retrieval.fuse``), 0-1
+            "rank": float(hit.rank),  # the passage's retrieval rank
         }
         start, end = hit.chunk.start + span.start, hit.chunk.start + span.end
         citation = make_citation(documents[hit.chunk.doc_id], hit, start, end, margin)

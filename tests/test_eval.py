@@ -290,3 +290,33 @@ def test_unindexed_must_leave_something_to_index(tmp_path: Path, settings: Setti
     with pytest.raises(ConfigError, match="leaves no document"):
         ev.evaluate(write(tmp_path / "one.json", data), settings, unindexed=0.9, progress=False,
                     index_root=tmp_path / "idx")  # fmt: skip
+
+
+def test_articles_choose_the_corpus_and_their_own_index(v2: Path, tmp_path: Path, settings: Settings) -> None:
+    data = ev.load_squad(v2, ["Tea", "Harbour_Ledger"])
+    assert [d.doc_id for d in data.documents] == ["Tea/p001.txt", "Tea/p002.txt", "Harbour_Ledger/p001.txt"]
+    assert {q.doc_id.split("/")[0] for q in data.questions} == {"Tea", "Harbour_Ledger"}
+    assert data.sha256 != ev.load_squad(v2).sha256 != ev.load_squad(v2, ["Tea"]).sha256
+    report = ev.evaluate(v2, settings, articles=["Tea"], progress=False, index_root=tmp_path / "idx")
+    assert report.counts["documents"] == 2 and report.settings["articles"] == ["Tea"]
+    assert Path(report.index["path"]).name.startswith("tiny-v2-articles-")
+    with pytest.raises(ev.EvalFileError, match="no article titled Coffee"):
+        ev.load_squad(v2, ["Tea", "Coffee"])
+
+
+def test_cli_articles_heldout_reads_the_reader_config(
+    v2: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = tmp_path / "reader"
+    reader.mkdir()
+    (reader / "config.json").write_text(json.dumps({"holdout": ["Solar_Power"]}), encoding="utf-8")
+    argv = ["eval", str(v2), "--articles", "heldout", "--json", "--reader", "none", "--model", "hash-64",
+            "--index", str(tmp_path / "idx"), "-q"]  # fmt: skip
+    monkeypatch.setenv("QA_READER_PATH", str(reader))
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["settings"]["articles"] == ["Solar_Power"] and out["counts"]["documents"] == 2
+    assert "--articles heldout" in out["command"]
+    (reader / "config.json").write_text("{}", encoding="utf-8")
+    assert main(argv) == 2
+    assert "names no held-out articles" in capsys.readouterr().err

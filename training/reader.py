@@ -421,6 +421,8 @@ def export(model: torch.nn.Module, out: Path, bert_cfg: dict[str, Any], meta: di
         "null_index": 0,
         "bert": bert_cfg,
         "settings": meta.get("settings", {}),
+        # the articles kept out of training: `qa eval --articles heldout` scores only them
+        "holdout": meta.get("holdout", []),
     }
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return out / WEIGHTS_FILE
@@ -464,8 +466,8 @@ def write_card(out: Path, meta: dict[str, Any]) -> None:
         "## Training",
         "",
     ]
-    keys = ("epochs", "lr", "batch_size", "warmup_frac", "weight_decay", "max_length", "stride")
-    keys += ("max_answer_tokens", "seed", "limit", "max_steps", "threads", "total_steps")
+    keys: tuple[str, ...] = ("epochs", "lr", "batch_size", "warmup_frac", "weight_decay", "max_length")
+    keys += ("stride", "max_answer_tokens", "seed", "limit", "max_steps", "threads", "total_steps")
     lines += [f"- {k}: {s.get(k)}" for k in keys]
     lines += [
         "- AdamW, linear warmup then linear decay to 0 at `total_steps`, grad-norm clip 1.0, dynamic",
@@ -620,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
     log_path = work / "train_log.json"
     command = "python -m training.reader " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.card_only:
-        meta = json.loads(log_path.read_text())["meta"]
+        meta: dict[str, Any] = json.loads(log_path.read_text())["meta"]
         meta["notes"] = list(dict.fromkeys(meta.get("notes", []) + args.note))
         wpath = out / WEIGHTS_FILE
         meta.update({"sha256": sha256_file(wpath), "size_bytes": wpath.stat().st_size})
@@ -853,7 +855,7 @@ def main(argv: list[str] | None = None) -> int:
     epochs_log = list(state["epochs_log"])
     if state.get("partial") and state["epoch"] < args.epochs:
         epochs_log.append({**state["partial"], "heldout": fin["fp32"]})
-    meta: dict[str, Any] = {
+    meta = {
         "settings": settings,
         "counts": counts,
         "holdout": holdout,
