@@ -75,6 +75,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--articles", metavar="TITLES",
                    help="only these articles (comma-separated titles), or 'heldout': those the "
                         "reader did not train on")  # fmt: skip
+    p.add_argument("--questions-from", metavar="TITLES",
+                   help="ask only the questions of these articles (titles or 'heldout'); the "
+                        "corpus stays the whole file")  # fmt: skip
     p.add_argument("--out", help="folder for the Markdown table and PNG plot")
     _common(p, "folder where evaluation indexes are cached, one per file and settings "
                "(default: artifacts/eval-index; never the app's index)")  # fmt: skip

@@ -147,6 +147,20 @@ def _select_articles(
     return chosen, hashlib.sha256(key.encode()).hexdigest()
 
 
+def _questions_from(data: Dataset, titles: Sequence[str] | None) -> list[Question]:
+    if titles is None:
+        return list(data.questions)
+    wanted = {t.replace("/", "_").strip() for t in titles if t.strip()}
+    have = {q.article for q in data.questions}
+    missing = sorted(wanted - have)
+    if not wanted or missing:
+        raise EvalFileError(
+            f"--questions-from: eval file {data.path} has no questions of article(s) "
+            f"{', '.join(missing) or '(none given)'}"
+        )
+    return [q for q in data.questions if q.article in wanted]
+
+
 def heldout_articles(reader_path: str | Path | None = None) -> list[str]:
     """The article titles the shipped (or given) reader was not trained on, from its config."""
     from qa.span_reader import CONFIG_FILE, DEFAULT_PATH
@@ -284,6 +298,7 @@ def evaluate(
     embedder: Embedder | None = None,
     index_root: str | Path | None = None,
     articles: Sequence[str] | None = None,
+    questions_from: Sequence[str] | None = None,
 ) -> EvalReport:
     """Index every paragraph of the SQuAD file at ``path``, ask its questions, and score them.
 
@@ -291,13 +306,14 @@ def evaluate(
     corpus stays the whole file). ``unindexed``: leave that seeded fraction of the
     paragraphs out of the index; their questions should be declined. ``index_root``:
     where the cached indexes live (default ``artifacts/eval-index``). ``articles``: evaluate
-    only these articles of the file (they alone are the corpus).
+    only these articles of the file (they alone are the corpus). ``questions_from``: ask only
+    the questions of these articles, with the whole file (or ``articles``) as the corpus.
     """
     from qa.pipeline import QA
 
     t_start = time.perf_counter()
     data = load_squad(path, articles)
-    asked = sample_questions(data.questions, limit, seed)
+    asked = sample_questions(_questions_from(data, questions_from), limit, seed)
     left_out = choose_unindexed([d.doc_id for d in data.documents], unindexed, seed)
     docs = [d for d in data.documents if d.doc_id not in left_out]
     if not docs:
@@ -324,6 +340,7 @@ def evaluate(
                 bar.update(1)
     ask_seconds = time.perf_counter() - t_ask
     report = _report(data, asked, results, docs, settings, qa, left_out, unindexed, seed)
+    report.settings["questions_from"] = sorted({q.article for q in asked}) if questions_from else "all"
     report.index.update(
         path=str(index_dir),
         build_seconds=round(build.seconds, 2) if build else None,
@@ -550,8 +567,8 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def _chosen(settings: dict[str, Any]) -> str:
-    chosen = settings.get("articles")
+def _chosen(settings: dict[str, Any], key: str = "articles") -> str:
+    chosen = settings.get(key)
     return f" ({', '.join(chosen)})" if isinstance(chosen, list) else ""
 
 
@@ -564,7 +581,8 @@ def render_markdown(report: EvalReport) -> str:
     lines += [
         f"{c['articles']} articles{_chosen(s)}, {c['documents']:,} paragraphs as documents "
         f"({c['indexed_documents']:,} indexed, {c['chunks']:,} chunks); {c['questions']:,} of "
-        f"{c['questions_in_file']:,} questions asked: {c['answerable']:,} answerable, "
+        f"{c['questions_in_file']:,} questions asked{_chosen(s, 'questions_from')}: "
+        f"{c['answerable']:,} answerable, "
         f"{c['unanswerable']:,} unanswerable, {c['unindexed']:,} about unindexed documents. "
         f"Model `{s['model']}`, reader `{s['reader']}`, chunks {s['chunk_tokens']}/{s['chunk_overlap']} "
         f"tokens, candidates {s['candidates']}, dense weight {s['dense_weight']:g}, "
@@ -685,6 +703,7 @@ def run_cli(args: Any, settings: Settings) -> int:
         progress=not args.quiet,
         index_root=args.index_dir or DEFAULT_INDEX_ROOT,
         articles=_articles(args.articles, settings),
+        questions_from=_articles(args.questions_from, settings),
     )
     report.command = command_line(args)
     if args.out:
@@ -699,7 +718,8 @@ def run_cli(args: Any, settings: Settings) -> int:
 
 
 def _articles(value: str | None, settings: Settings) -> list[str] | None:
-    """``--articles``: comma-separated titles, or ``heldout`` (the reader's held-out articles)."""
+    """``--articles``, ``--questions-from``: comma-separated titles, or ``heldout`` (the
+    reader's held-out articles)."""
     if value is None:
         return None
     if value.strip() == "heldout":
@@ -719,9 +739,10 @@ def command_line(args: Any) -> str:
     env = [f"QA_{k.upper()}={shlex.quote(os.environ[f'QA_{k.upper()}'])}" for k in _MEASURED
            if f"QA_{k.upper()}" in os.environ]  # fmt: skip
     words = ["qa", "eval", args.file]
-    for flag, value in (("--limit", args.limit), ("--reader", args.reader), ("--model", args.model),
-                        ("--index", args.index_dir), ("--out", args.out),
-                        ("--articles", args.articles)):  # fmt: skip
+    flags = (("--limit", args.limit), ("--reader", args.reader), ("--model", args.model),
+             ("--index", args.index_dir), ("--out", args.out), ("--articles", args.articles),
+             ("--questions-from", args.questions_from))  # fmt: skip
+    for flag, value in flags:
         if value is not None:
             words += [flag, str(value)]
     if args.unindexed:

@@ -320,3 +320,14 @@ def test_cli_articles_heldout_reads_the_reader_config(
     (reader / "config.json").write_text("{}", encoding="utf-8")
     assert main(argv) == 2
     assert "names no held-out articles" in capsys.readouterr().err
+
+
+def test_questions_from_asks_some_articles_over_the_whole_corpus(
+    v2: Path, tmp_path: Path, settings: Settings
+) -> None:
+    report = ev.evaluate(v2, settings, questions_from=["Tea"], progress=False, index_root=tmp_path / "idx")
+    assert report.counts["documents"] == 5  # the corpus is the whole file
+    assert {r.doc_id.split("/")[0] for r in report.results} == {"Tea"}
+    assert report.counts["questions"] == 2 and report.settings["questions_from"] == ["Tea"]
+    with pytest.raises(ev.EvalFileError, match="no questions of article"):
+        ev.evaluate(v2, settings, questions_from=["Coffee"], progress=False, index_root=tmp_path / "idx")

@@ -1,11 +1,12 @@
 """Fit the reader's confidence calibration (qa/models/reader/calibration.json).
 
 Runs the real pipeline (retrieval + the shipped reader), set up exactly as ``qa eval
---articles heldout`` sets it up, over the questions of the articles the reader never trained
-on: the v1.1 file with a seeded 20% of the paragraphs left out of the index (their questions
-should be declined) and the v2.0 file (its unanswerable questions should be declined). On
-training articles the reader has seen the answers, so its scores there are not the scores
-it gives new text; the calibration is therefore fitted on held-out articles only.
+--questions-from heldout`` sets it up: every paragraph of the file is the corpus, and the
+questions asked are those of the articles the reader never trained on. Two files: v1.1 with
+a seeded 20% of the paragraphs left out of the index (their questions should be declined)
+and v2.0 (its unanswerable questions should be declined). On training articles the reader
+has seen the answers, so its scores there are not the scores it gives new text; the
+calibration is therefore fitted on held-out articles' questions only.
 
 A logistic regression over the reader's features (``qa.calibration.FEATURES``) separates
 the questions the index answers from the rest. The shipped weights are fitted on all held-out
@@ -14,7 +15,7 @@ folded into the bias, so the app's ``min_confidence = 0.5`` is that threshold. T
 printed as ``crossfit_*`` are honest estimates for unseen articles: each half of the articles
 is scored by weights and a threshold fitted on the other half only.
 
-    python -m training.calibrate            # ~12 min on 2 cores
+    python -m training.calibrate            # ~15 min on 2 cores
 """
 
 from __future__ import annotations
@@ -39,17 +40,18 @@ UNINDEXED = 0.2
 
 
 def collect(path: Path, articles: list[str], unindexed: float, limit: int | None) -> list[dict[str, Any]]:
-    """Ask the questions of ``articles`` in ``path`` as ``qa eval`` would; one row per question
-    with the reader's features, its article, kind, and label (1: the index answers it)."""
+    """Ask the questions of ``articles`` in ``path`` as ``qa eval`` would, over the whole file;
+    one row per question with the reader's features, article, kind, and label (1: answerable
+    from the index)."""
     settings = Settings(reader="model")
-    data = ev.load_squad(path, articles)
+    data = ev.load_squad(path)
     left_out = ev.choose_unindexed([d.doc_id for d in data.documents], unindexed, 0)
     docs = [d for d in data.documents if d.doc_id not in left_out]
     embedder = make_embedder(settings.model)
     index_dir = ev._index_dir(Path(ev.DEFAULT_INDEX_ROOT), data, settings, embedder, unindexed, 0)
     qa = QA.from_documents(docs, settings=settings.replace(index_dir=index_dir), embedder=embedder)
     rows = []
-    for q in ev.sample_questions(data.questions, limit, 0):
+    for q in ev.sample_questions(ev._questions_from(data, articles), limit, 0):
         kind = ev._kind(q, left_out)
         _, reading = qa.read(q.text)
         rows.append(
