@@ -23,7 +23,7 @@ from bench.common import ROOT, load_line, table
 from qa import metrics
 from qa.config import Settings
 from qa.embedding import make_embedder
-from qa.evaluate import DEFAULT_INDEX_ROOT, _index_dir, load_squad
+from qa.evaluate import DEFAULT_INDEX_ROOT, index_dir_for, load_squad
 from qa.pipeline import QA
 from qa.retrieval import Ranked, fuse, retrieve
 
@@ -86,7 +86,7 @@ Candidates = list[tuple[str, Ranked, dict[int, float], np.ndarray]]
 def collect(path: Path, settings: Settings) -> tuple[Candidates, QA]:
     data = load_squad(path)
     embedder = make_embedder(settings.model)
-    index_dir = _index_dir(Path(DEFAULT_INDEX_ROOT), data, settings, embedder, 0.0, 0)
+    index_dir = index_dir_for(Path(DEFAULT_INDEX_ROOT), data, settings, embedder, 0.0, 0)
     qa = QA.from_documents(data.documents, settings=settings.replace(index_dir=index_dir), embedder=embedder)
     idx = qa._data
     questions = [q for q in data.questions if not q.impossible]

@@ -11,6 +11,7 @@ reader as ``calibration.json``; the bias is shifted so that the chosen threshold
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from qa.errors import ModelError
 
 FEATURES = ("margin", "span_score", "null_score", "cosine", "top_cosine", "lexical", "fused", "rank")
 FILE = "calibration.json"
+log = logging.getLogger("qa")
 
 
 @dataclass(frozen=True)
@@ -35,17 +37,35 @@ class Calibration:
         return {"features": list(FEATURES), "weights": self.weights, "bias": self.bias}
 
     @classmethod
-    def load(cls, folder: Path) -> Calibration:
-        """The calibration shipped in ``folder``, or the hand-set default when absent."""
+    def load(
+        cls, folder: Path, reader_sha256: str | None = None, dense_weight: float | None = None
+    ) -> Calibration:
+        """The calibration shipped in ``folder``, or the hand-set default when absent.
+
+        A calibration fitted for other reader weights, or another fusion weight, still loads
+        (the app keeps answering) but logs a warning: its threshold is no longer the one chosen.
+        """
         path = folder / FILE
         if not path.is_file():
             return DEFAULT
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
             weights = {k: float(v) for k, v in raw["weights"].items() if k in FEATURES}
-            return cls(weights, float(raw["bias"]), str(path))
+            bias = float(raw["bias"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ModelError(f"{path} is damaged ({exc}); restore it from git") from None
+        if not math.isfinite(bias) or not all(math.isfinite(w) for w in weights.values()):
+            raise ModelError(f"{path} holds a non-finite weight; re-run `python -m training.calibrate`")
+        fitted_for = raw.get("reader_sha256")
+        if reader_sha256 and fitted_for and fitted_for != reader_sha256:
+            log.warning("%s was fitted for other reader weights: re-run `python -m training.calibrate`", path)
+        fitted_weight = raw.get("dense_weight")
+        if dense_weight is not None and fitted_weight is not None and float(fitted_weight) != dense_weight:
+            log.warning(
+                "%s was fitted with dense_weight %s, not %s: confidences shift",
+                path, fitted_weight, dense_weight,
+            )  # fmt: skip
+        return cls(weights, bias, str(path))
 
 
 # Before fitting: margin in logits, cosine around 0.3 separating related from unrelated.

@@ -144,12 +144,28 @@ class SentenceTransformerEmbedder:
 
     @staticmethod
     def _forward(model: Any, texts: list[str]) -> np.ndarray:
-        """One batch through the model: what ``SentenceTransformer.encode`` does for a batch,
-        without its per-call overhead (device lookup over every parameter, ``eval()``, sorting),
-        which is ~1 ms, a tenth of a query's whole forward pass."""
+        """One batch through the model.
+
+        The bundled layout (``MeanPoolingModel``) runs directly: what
+        ``SentenceTransformer.encode`` does for a batch, without its per-call overhead (device
+        lookup over every parameter, ``eval()``, sorting), ~1 ms, a tenth of a query's forward
+        pass. Any other model goes through ``encode`` itself, which applies whatever its
+        folder asks for (prompts, other modules).
+        """
         import torch
 
-        features = model.preprocess(texts)
+        if not isinstance(model, MeanPoolingModel):
+            small = len(texts) == 1 and len(texts[0]) <= 4 * SINGLE_THREAD_TOKENS
+            # encode() always tokenizes with the same settings, so it never changes them on
+            # the shared tokenizer: no lock (``_token_lengths`` leaves these models alone).
+            with torch_threads(1 if small else None):
+                vecs = model.encode(
+                    texts, batch_size=max(1, len(texts)), normalize_embeddings=True,
+                    convert_to_numpy=True, show_progress_bar=False,
+                )  # fmt: skip
+            return np.asarray(vecs, dtype=np.float32)
+        with _TOKENIZER_LOCK:
+            features = model.preprocess(texts)
         small = features["input_ids"].numel() <= SINGLE_THREAD_TOKENS
         with torch_threads(1 if small else None), torch.inference_mode():
             vecs = model(features)["sentence_embedding"]
@@ -169,7 +185,9 @@ def torch_threads(n: int | None) -> Iterator[None]:
     ``torch.set_num_threads`` acts on the calling thread (OpenMP semantics), but a thread
     started meanwhile inherits the last value set anywhere. So the block never restores the
     value it found (which may be such an inherited 1): it restores the default, read once,
-    before any block has changed it.
+    before any block has changed it. The call also sets torch's process-wide count (what new
+    threads inherit) and resizes its pthreadpool, which only quantised (XNNPACK/QNNPACK)
+    kernels use, not the fp32 models here; it costs well under a microsecond.
     """
     import torch
 
@@ -251,14 +269,28 @@ class MeanPoolingModel:
         return {"sentence_embedding": summed / mask.sum(dim=1).clamp(min=1e-9)}
 
 
+#: A fast (Rust) tokenizer keeps its padding and truncation settings on the shared object and
+#: changes them per call: two threads calling it with different settings at once fail
+#: ("Already borrowed"). Every call here holds this lock; a call takes well under a millisecond.
+_TOKENIZER_LOCK = threading.Lock()
+#: Texts tokenized per call when measuring lengths: only the lengths are kept, so memory stays
+#: bounded at any corpus size.
+_LENGTH_SLICE = 4096
+
+
 def _token_lengths(model: Any, texts: Sequence[str]) -> np.ndarray:
     """Each text's length in the model's word pieces (capped at its maximum), or in characters
     when the model has no tokenizer to ask. Tokenizing twice costs ~0.5% of embedding."""
-    try:
-        enc = model.tokenizer(list(texts), truncation=True, max_length=int(model.max_seq_length))
-        return np.array([len(ids) for ids in enc["input_ids"]])
-    except Exception:  # not a Hugging Face tokenizer: characters are a fair proxy
-        return np.array([len(t) for t in texts])
+    tokenizer = getattr(model, "tokenizer", None)
+    if not isinstance(model, MeanPoolingModel) or not callable(tokenizer):
+        return np.array([len(t) for t in texts])  # characters are a fair proxy
+    lengths: list[int] = []
+    for i in range(0, len(texts), _LENGTH_SLICE):
+        part = list(texts[i : i + _LENGTH_SLICE])
+        with _TOKENIZER_LOCK:
+            enc = tokenizer(part, truncation=True, max_length=int(model.max_seq_length))
+        lengths.extend(len(ids) for ids in enc["input_ids"])
+    return np.array(lengths)
 
 
 class HashEmbedder:

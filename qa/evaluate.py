@@ -147,7 +147,7 @@ def _select_articles(
     return chosen, hashlib.sha256(key.encode()).hexdigest()
 
 
-def _questions_from(data: Dataset, titles: Sequence[str] | None) -> list[Question]:
+def questions_of_articles(data: Dataset, titles: Sequence[str] | None) -> list[Question]:
     if titles is None:
         return list(data.questions)
     wanted = {t.replace("/", "_").strip() for t in titles if t.strip()}
@@ -169,10 +169,10 @@ def heldout_articles(reader_path: str | Path | None = None) -> list[str]:
     try:
         titles = json.loads(cfg.read_text(encoding="utf-8"))["holdout"]
     except (OSError, ValueError, KeyError, TypeError):
-        raise ConfigError(
-            f"--articles heldout: {cfg} names no held-out articles; give the titles instead"
-        ) from None
-    return [str(t) for t in titles]
+        titles = None
+    if not isinstance(titles, list) or not titles or not all(isinstance(t, str) and t for t in titles):
+        raise ConfigError(f"'heldout': {cfg} names no held-out articles; give the titles instead")
+    return titles
 
 
 def _question(qa: Any, doc_id: str, article: str, at: str) -> Question:
@@ -313,13 +313,14 @@ def evaluate(
 
     t_start = time.perf_counter()
     data = load_squad(path, articles)
-    asked = sample_questions(_questions_from(data, questions_from), limit, seed)
+    asked = sample_questions(questions_of_articles(data, questions_from), limit, seed)
     left_out = choose_unindexed([d.doc_id for d in data.documents], unindexed, seed)
     docs = [d for d in data.documents if d.doc_id not in left_out]
     if not docs:
         raise ConfigError(f"--unindexed {unindexed:g} leaves no document of {path} to index: use a smaller F")
     embedder = embedder or make_embedder(settings.model)
-    index_dir = _index_dir(Path(index_root or DEFAULT_INDEX_ROOT), data, settings, embedder, unindexed, seed)
+    root = Path(index_root or DEFAULT_INDEX_ROOT)
+    index_dir = index_dir_for(root, data, settings, embedder, unindexed, seed)
     # Threshold 0: every answer the reader can cite comes back with its text and score,
     # so one pass yields the app's numbers and the whole curve. top_k only lengthens
     # the hit list (readers read the first read_passages), so answers do not change.
@@ -334,7 +335,7 @@ def evaluate(
     t_ask = time.perf_counter()
     with _bar(progress, "asking", "question", total=len(asked)) as bar:
         for q in asked:
-            kind = _kind(q, left_out)
+            kind = question_kind(q, left_out)
             results.append(_score(q, kind, qa.ask(q.text), settings.min_confidence))
             if bar is not None:
                 bar.update(1)
@@ -352,7 +353,7 @@ def evaluate(
     return report
 
 
-def _kind(q: Question, left_out: set[str]) -> str:
+def question_kind(q: Question, left_out: set[str]) -> str:
     if q.doc_id in left_out:
         return scoring.UNINDEXED
     return scoring.UNANSWERABLE if q.impossible else scoring.ANSWERABLE
@@ -469,7 +470,7 @@ def _report(
     )
 
 
-def _index_dir(
+def index_dir_for(
     root: Path, data: Dataset, settings: Settings, embedder: Embedder, unindexed: float, seed: int
 ) -> Path:
     """The cache folder for this file, these index settings and this set of left-out documents.

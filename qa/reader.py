@@ -136,12 +136,20 @@ class SpanModelReader:
     name = "model"
     RANK_PENALTY = 0.3
 
-    def __init__(self, path: str | None = None, passages: int = 3, max_answer_tokens: int = 30) -> None:
+    def __init__(
+        self,
+        path: str | None = None,
+        passages: int = 3,
+        max_answer_tokens: int = 30,
+        dense_weight: float = 0.5,
+    ) -> None:
         from qa.span_reader import SpanReader
 
         self._model = SpanReader(path or None, max_answer_tokens=max_answer_tokens, n_best=10)
         self.passages = passages
+        self.dense_weight = dense_weight
         self.calibration = Calibration.load(self._model.path)
+        self._checked = False
 
     @property
     def info(self) -> dict[str, Any]:
@@ -149,6 +157,9 @@ class SpanModelReader:
 
     def load(self) -> None:
         self._model.load()
+        if not self._checked:  # warns once if the calibration was fitted for other weights
+            self._checked = True
+            Calibration.load(self._model.path, self._model.info["sha256"], self.dense_weight)
 
     def read(
         self,
@@ -157,6 +168,7 @@ class SpanModelReader:
         documents: dict[str, Document],
         query_vector: np.ndarray,
     ) -> Reading:
+        self.load()
         top = list(hits[: self.passages])
         if not top:
             return Reading(None, list(hits), 0.0)
@@ -184,7 +196,7 @@ class SpanModelReader:
             "cosine": hit.dense_score if hit.dense_score is not None else 0.0,
             "top_cosine": max((h.dense_score or 0.0) for h in top),
             "lexical": 1.0 if hit.lexical_score else 0.0,
-            "fused": hit.score,  # the retrieval score (``retrieval.fuse``), 0-1
+            "fused": hit.score,  # the retrieval score (``retrieval.fuse``): -dense_weight to 1
             "rank": float(hit.rank),  # the passage's retrieval rank
         }
         start, end = hit.chunk.start + span.start, hit.chunk.start + span.end
@@ -193,7 +205,12 @@ class SpanModelReader:
 
 
 def make_reader(
-    kind: str, embedder: Embedder, path: str = "", passages: int = 3, max_answer_tokens: int = 30
+    kind: str,
+    embedder: Embedder,
+    path: str = "",
+    passages: int = 3,
+    max_answer_tokens: int = 30,
+    dense_weight: float = 0.5,
 ) -> Reader:
     """The reader for a ``Settings.reader`` value: "model", "none", or "auto" (model if shipped)."""
     if kind == "none":
@@ -206,4 +223,4 @@ def make_reader(
         return SentenceReader(embedder, passages)
     if kind == "auto" and not SpanReader.available(path or None):
         return SentenceReader(embedder, passages)
-    return SpanModelReader(path, passages, max_answer_tokens)
+    return SpanModelReader(path, passages, max_answer_tokens, dense_weight)

@@ -241,3 +241,23 @@ def test_torch_threads_go_back_to_the_process_default_even_in_threads_started_me
         t.join()
     assert torch.get_num_threads() == default
     assert seen["batch"] == seen["after"] == default and seen["query"] == 1
+
+
+@pytest.mark.model
+def test_embedding_from_many_threads_at_once_gives_the_sequential_vectors() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from qa.embedding import SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder()
+    batch = [f"Passage {i} about rivers and planets." * (1 + i % 4) for i in range(40)]
+    queries = [f"question number {i}?" for i in range(12)]
+    expected_batch = embedder.embed(batch)  # sorted by length, padded: the tokenizer's other settings
+    expected_queries = [embedder.embed([q])[0] for q in queries]
+    with ThreadPoolExecutor(6) as pool:
+        batches = [pool.submit(embedder.embed, batch) for _ in range(3)]
+        singles = [pool.submit(embedder.embed, [q]) for q in queries * 3]
+        for f in batches:
+            assert np.abs(f.result() - expected_batch).max() < 1e-5
+        for i, f in enumerate(singles):
+            assert np.abs(f.result()[0] - expected_queries[i % len(queries)]).max() < 1e-5

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,8 @@ from qa import QA, Settings
 from qa import evaluate as ev
 from qa.calibration import FEATURES, FILE
 from qa.embedding import make_embedder
-from qa.span_reader import DEFAULT_PATH
+from qa.errors import QAError
+from qa.span_reader import DEFAULT_PATH, WEIGHTS_FILE, sha256_file
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 UNINDEXED = 0.2
@@ -48,11 +50,11 @@ def collect(path: Path, articles: list[str], unindexed: float, limit: int | None
     left_out = ev.choose_unindexed([d.doc_id for d in data.documents], unindexed, 0)
     docs = [d for d in data.documents if d.doc_id not in left_out]
     embedder = make_embedder(settings.model)
-    index_dir = ev._index_dir(Path(ev.DEFAULT_INDEX_ROOT), data, settings, embedder, unindexed, 0)
+    index_dir = ev.index_dir_for(Path(ev.DEFAULT_INDEX_ROOT), data, settings, embedder, unindexed, 0)
     qa = QA.from_documents(docs, settings=settings.replace(index_dir=index_dir), embedder=embedder)
     rows = []
-    for q in ev.sample_questions(ev._questions_from(data, articles), limit, 0):
-        kind = ev._kind(q, left_out)
+    for q in ev.sample_questions(ev.questions_of_articles(data, articles), limit, 0):
+        kind = ev.question_kind(q, left_out)
         _, reading = qa.read(q.text)
         rows.append(
             {
@@ -82,10 +84,21 @@ def logit(weights: dict[str, float], bias: float, feats: dict[str, float]) -> fl
 
 
 def fit_with_threshold(rows: list[dict[str, Any]], answer_rate: float) -> tuple[dict[str, float], float]:
-    """Weights, and a bias shifted so that logit 0 answers ``answer_rate`` of the answerable rows."""
+    """Weights, and a bias shifted so that logit 0 answers ``answer_rate`` of the answerable rows.
+
+    Answerable questions for which the reader cited nothing cannot be answered at any
+    threshold; they count against the rate (so the threshold is a little lower), and the
+    threshold is taken among the finite scores only.
+    """
     weights, bias = fit(rows)
-    scores = sorted(logit(weights, bias, r["features"]) for r in rows if r["label"] == 1)
-    cut = scores[min(len(scores) - 1, int((1 - answer_rate) * len(scores)))]
+    answerable = [logit(weights, bias, r["features"]) for r in rows if r["label"] == 1]
+    scores = sorted(x for x in answerable if math.isfinite(x))
+    if not scores:
+        raise ValueError("no answerable question with a reader answer to set the threshold from")
+    declined = max(0, int((1 - answer_rate) * len(answerable)) - (len(answerable) - len(scores)))
+    cut = scores[min(len(scores) - 1, declined)]
+    if not math.isfinite(bias - cut):
+        raise ValueError(f"the fitted threshold is not finite (bias {bias}, cut {cut})")
     return weights, bias - cut
 
 
@@ -101,7 +114,16 @@ def rates(rows: list[dict[str, Any]], answered: list[bool]) -> dict[str, float]:
     }
 
 
-def main() -> None:
+def main() -> int:
+    try:
+        run()
+    except (QAError, ValueError) as exc:
+        print(f"calibrate: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--limit", type=int, default=None, help="questions per file (default: all)")
     ap.add_argument("--answer-rate", type=float, default=0.90)
@@ -122,10 +144,14 @@ def main() -> None:
 
     weights, bias = fit_with_threshold(rows, args.answer_rate)
     shipped = [logit(weights, bias, r["features"]) >= 0 for r in rows]
+    settings = Settings()
     result = {
         "features": list(FEATURES),
         "weights": weights,
         "bias": bias,
+        # the features depend on these: ``qa.calibration`` warns when they differ at load
+        "reader_sha256": sha256_file(args.out / WEIGHTS_FILE),
+        "dense_weight": settings.dense_weight,
         "fitted_on": (
             f"{len(rows)} questions of the {len(holdout)} held-out articles ({', '.join(holdout)}): "
             f"v1.1 with {UNINDEXED:g} of paragraphs unindexed, and v2.0"
@@ -144,4 +170,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Fusion of dense and BM25 candidates (qa.retrieval.fuse) on hand-made scores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qa.config import Settings
+from qa.errors import ConfigError
+from qa.index import IndexData
+from qa.retrieval import Ranked, fuse
+from qa.types import Chunk
+from qa.vectors import build_vector_index
+
+
+def data_with(vectors: np.ndarray) -> IndexData:
+    chunks = [Chunk(f"d{i}.txt#0", f"d{i}.txt", f"D{i}", 0, 4, "text") for i in range(len(vectors))]
+    return IndexData(Path("."), {}, {}, chunks, build_vector_index(vectors, 1000), None)  # type: ignore[arg-type]
+
+
+def unit(*xs: float) -> np.ndarray:
+    v = np.array(xs, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+# Query along the x axis; row i's cosine with it is its first coordinate.
+QUERY = unit(1, 0, 0)
+VECS = np.stack([unit(0.9, 0.436, 0), unit(0.6, 0.8, 0), unit(0.3, 0.954, 0), unit(0.0, 1, 0)])
+COS = [float(v @ QUERY) for v in VECS]
+
+
+def test_weighted_sum_of_cosine_and_bm25_over_the_best_bm25() -> None:
+    data = data_with(VECS)
+    ranked = Ranked(
+        dense={0: (1, COS[0]), 1: (2, COS[1])},
+        lexical={2: (1, 8.0), 1: (2, 4.0)},  # row 2 found by BM25 only
+    )
+    hits = fuse(data, ranked, QUERY, 10, dense_weight=0.5)
+    expected = {
+        0: 0.5 * COS[0],  # not in BM25's list: 0 for BM25
+        1: 0.5 * COS[1] + 0.5 * 4.0 / 8.0,
+        2: 0.5 * COS[2] + 0.5 * 1.0,
+    }
+    assert [h.chunk.doc_id for h in hits] == ["d2.txt", "d1.txt", "d0.txt"]
+    for h in hits:
+        row = int(h.chunk.doc_id[1])
+        assert h.score == pytest.approx(expected[row], abs=1e-6)
+        assert h.dense_score == pytest.approx(COS[row], abs=1e-6)  # BM25-only hit gets its cosine
+    assert [h.rank for h in hits] == [1, 2, 3]
+    assert hits[0].lexical_score == 8.0 and hits[2].lexical_score is None
+
+
+def test_weight_one_or_zero_is_one_retriever_alone() -> None:
+    data = data_with(VECS)
+    ranked = Ranked(dense={r: (r + 1, COS[r]) for r in range(4)}, lexical={3: (1, 5.0), 2: (2, 1.0)})
+    dense_only = [h.chunk.doc_id for h in fuse(data, ranked, QUERY, 4, dense_weight=1.0)]
+    assert dense_only == ["d0.txt", "d1.txt", "d2.txt", "d3.txt"]
+    bm25_first = [h.chunk.doc_id for h in fuse(data, ranked, QUERY, 2, dense_weight=0.0)]
+    assert bm25_first == ["d3.txt", "d2.txt"]
+
+
+def test_ties_break_on_bm25_then_row_order() -> None:
+    same = np.stack([unit(0.5, 0.866, 0)] * 3)
+    data = data_with(same)
+    c = float(same[0] @ QUERY)
+    # Equal fused scores: rows 0 and 1 have no BM25 score; row 2 trades cosine for BM25.
+    ranked = Ranked(dense={0: (1, c), 1: (2, c)}, lexical={})
+    assert [h.chunk.doc_id for h in fuse(data, ranked, QUERY, 3, 1.0)] == ["d0.txt", "d1.txt"]
+    ranked = Ranked(dense={0: (1, c), 1: (2, c), 2: (3, c)}, lexical={1: (1, 3.0), 2: (2, 3.0)})
+    order = [h.chunk.doc_id for h in fuse(data, ranked, QUERY, 3, 0.5)]
+    assert order == ["d1.txt", "d2.txt", "d0.txt"]
+
+
+def test_no_candidates_give_no_hits() -> None:
+    assert fuse(data_with(VECS), Ranked({}, {}), QUERY, 5) == []
+
+
+@pytest.mark.parametrize("weight", [-0.1, 1.5])
+def test_dense_weight_must_be_between_0_and_1(weight: float) -> None:
+    with pytest.raises(ConfigError, match="dense_weight"):
+        Settings().replace(dense_weight=weight)
