@@ -512,7 +512,7 @@ def write_card(out: Path, meta: dict[str, Any]) -> None:
         lines += [
             "",
             f"CPU inference, shipped weights, one question and one paragraph per call, {fin.get('threads')}",
-            f"torch threads: median {fin['ms_per_passage']} ms per passage (measured on a shared machine).",
+            f"torch threads: median {fin['ms_per_passage']} ms per passage (on the 2-core training machine).",
         ]
     lines += [
         "",
