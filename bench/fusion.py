@@ -88,7 +88,7 @@ def collect(path: Path, settings: Settings) -> tuple[Candidates, QA]:
     embedder = make_embedder(settings.model)
     index_dir = index_dir_for(Path(DEFAULT_INDEX_ROOT), data, settings, embedder, 0.0, 0)
     qa = QA.from_documents(data.documents, settings=settings.replace(index_dir=index_dir), embedder=embedder)
-    idx = qa._data
+    idx = qa.data
     questions = [q for q in data.questions if not q.impossible]
     vecs = embedder.embed([q.text for q in questions], batch_size=64)
     out = []
@@ -102,11 +102,11 @@ def collect(path: Path, settings: Settings) -> tuple[Candidates, QA]:
 
 def score_rule(rule: Rule | None, cands: Candidates, qa: QA) -> dict[str, float]:
     """Rank metrics of ``rule``; None: the engine's own ``retrieval.fuse`` with its settings."""
-    chunks = qa._data.chunks
+    chunks = qa.data.chunks
     ranks = []
     for gold, ranked, cos, v in cands:
         if rule is None:
-            ids = [h.chunk.doc_id for h in fuse(qa._data, ranked, v, 30, qa.settings.dense_weight)]
+            ids = [h.chunk.doc_id for h in fuse(qa.data, ranked, v, 30, qa.settings.dense_weight)]
         else:
             fused = rule(ranked, cos)
             order = sorted(fused, key=lambda r: (-fused[r], -(ranked.lexical.get(r, (0, 0.0))[1]), r))[:30]

@@ -28,6 +28,8 @@ class Calibration:
     weights: dict[str, float] = field(default_factory=dict)
     bias: float = 0.0
     source: str = "default"
+    reader_sha256: str | None = None  # the reader weights it was fitted for
+    dense_weight: float | None = None  # the fusion weight it was fitted with
 
     def confidence(self, features: dict[str, float]) -> float:
         z = self.bias + sum(w * features.get(name, 0.0) for name, w in self.weights.items())
@@ -36,15 +38,25 @@ class Calibration:
     def to_json(self) -> dict[str, object]:
         return {"features": list(FEATURES), "weights": self.weights, "bias": self.bias}
 
+    def check(self, reader_sha256: str | None, dense_weight: float | None) -> None:
+        """Log a warning when fitted for other reader weights or another fusion weight: the
+        app keeps answering, but its threshold is no longer the one chosen."""
+        if reader_sha256 and self.reader_sha256 and self.reader_sha256 != reader_sha256:
+            log.warning(
+                "%s was fitted for other reader weights: re-run `python -m training.calibrate`", self.source
+            )
+        if dense_weight is not None and self.dense_weight is not None and self.dense_weight != dense_weight:
+            log.warning(
+                "%s was fitted with dense_weight %s, not %s: confidences shift",
+                self.source, self.dense_weight, dense_weight,
+            )  # fmt: skip
+
     @classmethod
     def load(
         cls, folder: Path, reader_sha256: str | None = None, dense_weight: float | None = None
     ) -> Calibration:
-        """The calibration shipped in ``folder``, or the hand-set default when absent.
-
-        A calibration fitted for other reader weights, or another fusion weight, still loads
-        (the app keeps answering) but logs a warning: its threshold is no longer the one chosen.
-        """
+        """The calibration shipped in ``folder``, or the hand-set default when absent;
+        ``check``ed against ``reader_sha256`` and ``dense_weight`` when given."""
         path = folder / FILE
         if not path.is_file():
             return DEFAULT
@@ -52,20 +64,20 @@ class Calibration:
             raw = json.loads(path.read_text(encoding="utf-8"))
             weights = {k: float(v) for k, v in raw["weights"].items() if k in FEATURES}
             bias = float(raw["bias"])
+            fitted_weight = raw.get("dense_weight")
+            calibration = cls(
+                weights,
+                bias,
+                str(path),
+                raw.get("reader_sha256"),
+                float(fitted_weight) if fitted_weight is not None else None,
+            )
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ModelError(f"{path} is damaged ({exc}); restore it from git") from None
         if not math.isfinite(bias) or not all(math.isfinite(w) for w in weights.values()):
             raise ModelError(f"{path} holds a non-finite weight; re-run `python -m training.calibrate`")
-        fitted_for = raw.get("reader_sha256")
-        if reader_sha256 and fitted_for and fitted_for != reader_sha256:
-            log.warning("%s was fitted for other reader weights: re-run `python -m training.calibrate`", path)
-        fitted_weight = raw.get("dense_weight")
-        if dense_weight is not None and fitted_weight is not None and float(fitted_weight) != dense_weight:
-            log.warning(
-                "%s was fitted with dense_weight %s, not %s: confidences shift",
-                path, fitted_weight, dense_weight,
-            )  # fmt: skip
-        return cls(weights, bias, str(path))
+        calibration.check(reader_sha256, dense_weight)
+        return calibration
 
 
 # Before fitting: margin in logits, cosine around 0.3 separating related from unrelated.

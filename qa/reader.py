@@ -159,7 +159,7 @@ class SpanModelReader:
         self._model.load()
         if not self._checked:  # warns once if the calibration was fitted for other weights
             self._checked = True
-            Calibration.load(self._model.path, self._model.info["sha256"], self.dense_weight)
+            self.calibration.check(self._model.info["sha256"], self.dense_weight)
 
     def read(
         self,

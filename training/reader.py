@@ -112,6 +112,20 @@ def load_squad(path: Path) -> list[dict[str, Any]]:
         return json.load(fh)["data"]
 
 
+def _example(q: dict[str, Any], ctx: str, source: str, **extra: Any) -> dict[str, Any]:
+    """A training example from a SQuAD question: its first answer, or none when unanswerable."""
+    answer = q["answers"][0] if q.get("answers") and not q.get("is_impossible") else None
+    return {
+        "id": q["id"],
+        "question": q["question"],
+        "context": ctx,
+        "answer_start": answer["answer_start"] if answer else None,
+        "answer_text": answer["text"] if answer else "",
+        **extra,
+        "source": source,
+    }
+
+
 def build_data(
     data_dir: Path, holdout: list[str], seed: int, limit: int | None
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]], list[str]]:
@@ -150,18 +164,7 @@ def build_data(
                         }
                     )
                     continue
-                a = q["answers"][0]
-                answerable.append(
-                    {
-                        "id": q["id"],
-                        "question": q["question"],
-                        "context": ctx,
-                        "answer_start": a["answer_start"],
-                        "answer_text": a["text"],
-                        "para": len(train_paras) - 1,
-                        "source": "v1.1",
-                    }
-                )
+                answerable.append(_example(q, ctx, "v1.1", para=len(train_paras) - 1))
     unanswerable: list[dict[str, Any]] = []
     v2_answerable_dup = 0
     for art in v2:
@@ -171,31 +174,11 @@ def build_data(
             ctx = para["context"]
             for q in para["qas"]:
                 if q.get("is_impossible"):
-                    unanswerable.append(
-                        {
-                            "id": q["id"],
-                            "question": q["question"],
-                            "context": ctx,
-                            "answer_start": None,
-                            "answer_text": "",
-                            "source": "v2.0-unanswerable",
-                        }
-                    )
+                    unanswerable.append(_example(q, ctx, "v2.0-unanswerable"))
                 elif q["id"] in v1_ids or (q["question"].strip().lower(), ctx) in v1_keys:
                     v2_answerable_dup += 1
                 else:
-                    a = q["answers"][0]
-                    answerable.append(
-                        {
-                            "id": q["id"],
-                            "question": q["question"],
-                            "context": ctx,
-                            "answer_start": a["answer_start"],
-                            "answer_text": a["text"],
-                            "para": None,
-                            "source": "v2.0",
-                        }
-                    )
+                    answerable.append(_example(q, ctx, "v2.0", para=None))
     rng.shuffle(answerable)
     rng.shuffle(unanswerable)
     if limit is not None:
