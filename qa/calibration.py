@@ -1,11 +1,16 @@
-"""One calibrated confidence from the reader's and the retriever's signals.
+"""Which passage's span to quote, and one calibrated confidence that it answers.
 
-A logistic model over a few features (span score minus no-answer score, the raw
-scores, the cosine of the chosen passage and of the best passage, whether BM25 also
-found it, its fused retrieval score and rank). Its weights are fitted by
+Two linear models over the reader's and the retriever's signals, fitted by
 ``training/calibrate.py`` on articles the reader never trained on and shipped beside the
-reader as ``calibration.json``; the bias is shifted so that the chosen threshold maps to
-0.5, so ``Settings.min_confidence = 0.5`` means "the calibrated threshold" for any reader.
+reader as ``calibration.json``:
+
+- ``selection``: a score per read passage (its best span's score, the passage's no-answer
+  score, cosine, fused retrieval score, rank, and the share of the question's words in the
+  span's sentence); the highest-scoring passage's span is the answer.
+- ``weights``/``bias``: a logistic confidence over the chosen span's features (those, plus
+  span minus no-answer score, the best passage's cosine, whether BM25 also found it); the
+  bias is shifted so that the chosen threshold maps to 0.5, so ``Settings.min_confidence =
+  0.5`` means "the calibrated threshold" for any reader.
 """
 
 from __future__ import annotations
@@ -18,7 +23,12 @@ from pathlib import Path
 
 from qa.errors import ModelError
 
-FEATURES = ("margin", "span_score", "null_score", "cosine", "top_cosine", "lexical", "fused", "rank")
+FEATURES = (
+    "margin", "span_score", "null_score", "cosine", "top_cosine", "lexical", "fused", "rank", "overlap",
+)  # fmt: skip
+SELECTION_FEATURES = ("span_score", "null_score", "cosine", "fused", "rank", "overlap")
+#: Before fitting: span score minus the passage's no-answer score, less 0.3 per retrieval rank.
+DEFAULT_SELECTION = {"span_score": 1.0, "null_score": -1.0, "rank": -0.3}
 FILE = "calibration.json"
 log = logging.getLogger("qa")
 
@@ -30,17 +40,23 @@ class Calibration:
     source: str = "default"
     reader_sha256: str | None = None  # the reader weights it was fitted for
     dense_weight: float | None = None  # the fusion weight it was fitted with
+    selection: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SELECTION))
+    read_passages: int | None = None  # how many passages the reader read when it was fitted
+
+    def select(self, features: dict[str, float]) -> float:
+        """A passage's selection score: the reader quotes the passage that scores highest."""
+        return sum(w * features.get(name, 0.0) for name, w in self.selection.items())
 
     def confidence(self, features: dict[str, float]) -> float:
         z = self.bias + sum(w * features.get(name, 0.0) for name, w in self.weights.items())
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
-    def to_json(self) -> dict[str, object]:
-        return {"features": list(FEATURES), "weights": self.weights, "bias": self.bias}
-
-    def check(self, reader_sha256: str | None, dense_weight: float | None) -> None:
-        """Log a warning when fitted for other reader weights or another fusion weight: the
-        app keeps answering, but its threshold is no longer the one chosen."""
+    def check(
+        self, reader_sha256: str | None, dense_weight: float | None, read_passages: int | None = None
+    ) -> None:
+        """Log a warning when fitted for other reader weights, another fusion weight or another
+        number of passages read: the app keeps answering, but its threshold is no longer the
+        one chosen."""
         if reader_sha256 and self.reader_sha256 and self.reader_sha256 != reader_sha256:
             log.warning(
                 "%s was fitted for other reader weights: re-run `python -m training.calibrate`", self.source
@@ -49,6 +65,11 @@ class Calibration:
             log.warning(
                 "%s was fitted with dense_weight %s, not %s: confidences shift",
                 self.source, self.dense_weight, dense_weight,
+            )  # fmt: skip
+        if read_passages is not None and self.read_passages not in (None, read_passages):
+            log.warning(
+                "%s was fitted reading %s passages, not %s: confidences shift",
+                self.source, self.read_passages, read_passages,
             )  # fmt: skip
 
     @classmethod
@@ -65,16 +86,21 @@ class Calibration:
             weights = {k: float(v) for k, v in raw["weights"].items() if k in FEATURES}
             bias = float(raw["bias"])
             fitted_weight = raw.get("dense_weight")
+            selection = raw.get("selection") or DEFAULT_SELECTION
+            passages = raw.get("read_passages")
             calibration = cls(
                 weights,
                 bias,
                 str(path),
                 raw.get("reader_sha256"),
                 float(fitted_weight) if fitted_weight is not None else None,
+                {k: float(v) for k, v in selection.items() if k in SELECTION_FEATURES},
+                int(passages) if passages is not None else None,
             )
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ModelError(f"{path} is damaged ({exc}); restore it from git") from None
-        if not math.isfinite(bias) or not all(math.isfinite(w) for w in weights.values()):
+        numbers = [bias, *weights.values(), *calibration.selection.values()]
+        if not all(math.isfinite(x) for x in numbers):
             raise ModelError(f"{path} holds a non-finite weight; re-run `python -m training.calibrate`")
         calibration.check(reader_sha256, dense_weight)
         return calibration

@@ -35,7 +35,7 @@ class Settings:
     # Reader
     reader: str = "auto"  # "auto" (model if present), "model" or "none" (sentence selection)
     reader_path: str = ""  # empty: the shipped model in qa/models/reader/
-    read_passages: int = 3
+    read_passages: int = 4  # passages the span reader reads per question (training/calibrate.py)
     max_answer_tokens: int = 30
     min_confidence: float = 0.5  # below this, found = False (readers are calibrated to 0.5)
     # Input bounds

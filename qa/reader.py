@@ -25,6 +25,27 @@ _SENTENCE_MARGIN = 400
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """The best span of one read passage and the signals that rank it against the others."""
+
+    hit: Hit
+    start: int  # character offsets into hit.chunk.text
+    end: int
+    features: dict[str, float]  # the names in qa.calibration.SELECTION_FEATURES and more
+
+    @property
+    def text(self) -> str:
+        return self.hit.chunk.text[self.start : self.end]
+
+
+def question_overlap(question_terms: set[str], text: str) -> float:
+    """The share of the question's (stemmed, non-stop) words that ``text`` contains."""
+    if not question_terms:
+        return 0.0
+    return len(question_terms & set(tokenize(text))) / len(question_terms)
+
+
+@dataclass(frozen=True)
 class Reading:
     """What a reader found: a citation (None when nothing was readable), re-ranked hits, confidence."""
 
@@ -32,6 +53,7 @@ class Reading:
     hits: list[Hit]
     confidence: float
     features: dict[str, float] = field(default_factory=dict)  # the signals behind the confidence
+    candidates: tuple[Candidate, ...] = ()  # what the span reader chose among (calibration fits on them)
 
 
 class Reader(Protocol):
@@ -106,8 +128,7 @@ class SentenceReader:
         sims = self.embedder.embed(texts) @ query_vector.reshape(-1)
         best, best_score, best_parts = 0, -math.inf, (0.0, 0.0)
         for i, ((hit, _, _), text) in enumerate(zip(candidates, texts, strict=True)):
-            terms = set(tokenize(text))
-            overlap = len(q_terms & terms) / len(q_terms) if q_terms else 0.0
+            overlap = question_overlap(q_terms, text)
             score = 0.6 * float(sims[i]) + 0.4 * overlap - 0.02 * (hit.rank - 1)
             if score > best_score:
                 best, best_score, best_parts = i, score, (float(sims[i]), overlap)
@@ -128,13 +149,15 @@ def _promote(hits: Sequence[Hit], first: Hit) -> list[Hit]:
 class SpanModelReader:
     """The trained span reader (``qa.span_reader``) over the top passages.
 
-    Spans from different passages are compared by span score minus that passage's
-    no-answer score, less a small penalty per retrieval rank: the raw span score
-    alone favours long distractor passages.
+    Each passage offers its best span; a linear score over the span's and the passage's
+    signals (``Calibration.selection``: span score, the passage's no-answer score, its
+    cosine, fused retrieval score and rank, and how many of the question's words the
+    span's sentence holds) picks one. The weights are fitted by ``training/calibrate.py``
+    on articles the reader never trained on; without them, span score minus no-answer
+    score less 0.3 per retrieval rank decides.
     """
 
     name = "model"
-    RANK_PENALTY = 0.3
 
     def __init__(
         self,
@@ -159,7 +182,38 @@ class SpanModelReader:
         self._model.load()
         if not self._checked:  # warns once if the calibration was fitted for other weights
             self._checked = True
-            self.calibration.check(self._model.info["sha256"], self.dense_weight)
+            self.calibration.check(self._model.info["sha256"], self.dense_weight, self.passages)
+
+    def candidates(self, question: str, hits: Sequence[Hit]) -> list[Candidate]:
+        """Read the top ``passages`` hits; one candidate per passage that offers a span."""
+        self.load()
+        top = list(hits[: self.passages])
+        if not top:
+            return []
+        readings = self._model.read(question, [h.chunk.text for h in top])
+        q_terms = set(tokenize(question))
+        out = []
+        for hit, reading in zip(top, readings, strict=True):
+            text = hit.chunk.text
+            # An answer never runs across a line break: in plain text a line break ends a
+            # heading, a list item or a paragraph, so such a span joins unrelated pieces.
+            spans = [s for s in reading.spans if "\n" not in text[s.start : s.end]]
+            if not spans:
+                continue
+            span = spans[0]
+            s_start, s_end = enclosing(sentence_spans(text), span.start, span.end)
+            features = {
+                "margin": span.score - reading.null_score,
+                "span_score": span.score,
+                "null_score": reading.null_score,
+                "cosine": hit.dense_score if hit.dense_score is not None else 0.0,
+                "lexical": 1.0 if hit.lexical_score else 0.0,
+                "fused": hit.score,  # the retrieval score (``retrieval.fuse``): -dense_weight to 1
+                "rank": float(hit.rank),  # the passage's retrieval rank
+                "overlap": question_overlap(q_terms, text[s_start:s_end]),
+            }
+            out.append(Candidate(hit, span.start, span.end, features))
+        return out
 
     def read(
         self,
@@ -168,40 +222,17 @@ class SpanModelReader:
         documents: dict[str, Document],
         query_vector: np.ndarray,
     ) -> Reading:
-        self.load()
-        top = list(hits[: self.passages])
-        if not top:
+        candidates = self.candidates(question, hits)
+        if not candidates:
             return Reading(None, list(hits), 0.0)
-        readings = self._model.read(question, [h.chunk.text for h in top])
-        best: tuple[float, Hit, Any, float] | None = None
-        for hit, reading in zip(top, readings, strict=True):
-            # An answer never runs across a line break: in plain text a line break ends a
-            # heading, a list item or a paragraph, so such a span joins unrelated pieces.
-            spans = [s for s in reading.spans if "\n" not in hit.chunk.text[s.start : s.end]]
-            if not spans:
-                continue
-            span = spans[0]
-            margin = span.score - reading.null_score
-            value = margin - self.RANK_PENALTY * (hit.rank - 1)
-            if best is None or value > best[0]:
-                best = (value, hit, span, margin)
-        if best is None:
-            return Reading(None, list(hits), 0.0)
-        _, hit, span, margin = best
-        null = next(r.null_score for h, r in zip(top, readings, strict=True) if h is hit)
-        features = {
-            "margin": margin,
-            "span_score": span.score,
-            "null_score": null,
-            "cosine": hit.dense_score if hit.dense_score is not None else 0.0,
-            "top_cosine": max((h.dense_score or 0.0) for h in top),
-            "lexical": 1.0 if hit.lexical_score else 0.0,
-            "fused": hit.score,  # the retrieval score (``retrieval.fuse``): -dense_weight to 1
-            "rank": float(hit.rank),  # the passage's retrieval rank
-        }
-        start, end = hit.chunk.start + span.start, hit.chunk.start + span.end
-        citation = make_citation(documents[hit.chunk.doc_id], hit, start, end, margin)
-        return Reading(citation, _promote(hits, hit), self.calibration.confidence(features), features)
+        best = max(candidates, key=lambda c: self.calibration.select(c.features))
+        features = dict(best.features)
+        features["top_cosine"] = max((h.dense_score or 0.0) for h in hits[: self.passages])
+        hit = best.hit
+        start, end = hit.chunk.start + best.start, hit.chunk.start + best.end
+        citation = make_citation(documents[hit.chunk.doc_id], hit, start, end, features["margin"])
+        confidence = self.calibration.confidence(features)
+        return Reading(citation, _promote(hits, hit), confidence, features, tuple(candidates))
 
 
 def make_reader(

@@ -7,8 +7,8 @@ The tokenizer is the uncased WordPiece tokenizer of the bundled all-MiniLM-L6-v2
 
 Scores are raw logits: a span scores ``start_logit + end_logit``; a passage's no-answer score is
 the ``[CLS]`` start + end logit, taken as the minimum over the passage's windows (a window that
-does not hold the answer says "no answer" even when another window of the passage does). To
-choose among several passages, rank spans by ``span.score - reading.null_score``.
+does not hold the answer says "no answer" even when another window of the passage does).
+``qa.reader.SpanModelReader`` chooses among passages with these scores and retrieval signals.
 """
 
 from __future__ import annotations

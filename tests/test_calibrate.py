@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.calibration import Calibration
+from qa.calibration import DEFAULT_SELECTION, SELECTION_FEATURES, Calibration
 from qa.errors import ModelError
 from training import calibrate
 
@@ -84,3 +84,75 @@ def test_shipped_reader_names_its_held_out_articles() -> None:
 
     titles = heldout_articles()
     assert len(titles) >= 3 and all(isinstance(t, str) and t for t in titles)
+
+
+def candidate_rows(n: int, seed: int) -> list[dict]:  # type: ignore[type-arg]
+    """Questions with three read passages; the one whose span answers has a higher span score
+    and a sentence holding more of the question's words, with noise; rank is uninformative."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        good = rng.randrange(3)
+        cands = []
+        for j in range(3):
+            hit = j == good
+            feats = {
+                "span_score": rng.gauss(6.0 if hit else 4.0, 1.5),
+                "null_score": rng.gauss(0.0, 1.0),
+                "cosine": rng.gauss(0.5, 0.1),
+                "fused": rng.gauss(0.5, 0.1),
+                "rank": float(j + 1),
+                "overlap": min(1.0, max(0.0, rng.gauss(0.7 if hit else 0.3, 0.15))),
+            }
+            feats["margin"] = feats["span_score"] - feats["null_score"]
+            cands.append({"features": feats, "f1": 1.0 if hit else 0.0, "gold": hit})
+        row = {"article": f"A{i % 4}", "kind": "answerable", "label": 1, "top_cosine": 0.6}
+        out.append({**row, "candidates": cands})
+    return out
+
+
+def test_fitted_selection_picks_the_answering_passage_more_often_than_the_default() -> None:
+    data = candidate_rows(400, 2)
+    selection = calibrate.fit_selection(data)
+    assert set(selection) == set(SELECTION_FEATURES)
+    assert selection["overlap"] > 0 and selection["span_score"] > 0
+    fitted = calibrate.selection_quality(calibrate.choose(data, selection))
+    default = calibrate.selection_quality(calibrate.choose(data, DEFAULT_SELECTION))
+    assert fitted["gold_passage"] > default["gold_passage"] + 0.1
+    assert fitted["f1"] == fitted["gold_passage"]  # f1 is 1 exactly on the gold passage here
+    # The chosen row carries the chosen candidate's features, as the reader builds them.
+    row = calibrate.choose(data[:1], selection)[0]
+    assert row["features"]["top_cosine"] == 0.6 and "overlap" in row["features"]
+    # A question whose reader offered nothing keeps no features (declined at any threshold).
+    empty = calibrate.choose([{**data[0], "candidates": []}], selection)[0]
+    assert empty["features"] == {} and empty["f1"] == 0.0
+
+
+def test_selection_needs_an_answerable_question_with_a_scoring_span() -> None:
+    data = candidate_rows(5, 3)
+    for r in data:
+        for c in r["candidates"]:
+            c["f1"] = 0.0
+    with pytest.raises(ValueError, match="no answerable question"):
+        calibrate.fit_selection(data)
+
+
+def test_calibration_file_selection_and_passages(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    assert Calibration().selection == DEFAULT_SELECTION
+    # The default selection is the unfitted rule: span minus no-answer score, 0.3 less per rank.
+    assert Calibration().select({"span_score": 5.0, "null_score": 1.0, "rank": 2.0}) == pytest.approx(3.4)
+    body = {"weights": {"margin": 1.0}, "bias": 0.0, "read_passages": 4,
+            "selection": {"overlap": 2.0, "span_score": 1.0, "unknown": 9.0}}  # fmt: skip
+    (tmp_path / "calibration.json").write_text(json.dumps(body))
+    cal = Calibration.load(tmp_path)
+    assert cal.selection == {"overlap": 2.0, "span_score": 1.0}
+    assert cal.select({"overlap": 0.5, "span_score": 3.0}) == pytest.approx(4.0)
+    with caplog.at_level(logging.WARNING, logger="qa"):
+        cal.check(None, None, 4)
+        assert not caplog.records
+        cal.check(None, None, 3)
+    assert "reading 4 passages, not 3" in caplog.records[0].getMessage()
+    body["selection"] = {"overlap": float("nan")}
+    (tmp_path / "calibration.json").write_text(json.dumps(body))
+    with pytest.raises(ModelError, match="non-finite"):
+        Calibration.load(tmp_path)

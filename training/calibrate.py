@@ -1,4 +1,4 @@
-"""Fit the reader's confidence calibration (qa/models/reader/calibration.json).
+"""Fit the reader's passage selection and confidence calibration (qa/models/reader/calibration.json).
 
 Runs the real pipeline (retrieval + the shipped reader), set up exactly as ``qa eval
 --questions-from heldout`` sets it up: every paragraph of the file is the corpus, and the
@@ -8,14 +8,18 @@ and v2.0 (its unanswerable questions should be declined). On training articles t
 has seen the answers, so its scores there are not the scores it gives new text; the
 calibration is therefore fitted on held-out articles' questions only.
 
-A logistic regression over the reader's features (``qa.calibration.FEATURES``) separates
-the questions the index answers from the rest. The shipped weights are fitted on all held-out
-articles, and the threshold that answers ``--answer-rate`` of the answerable questions is
-folded into the bias, so the app's ``min_confidence = 0.5`` is that threshold. The rates
-printed as ``crossfit_*`` are honest estimates for unseen articles: each half of the articles
-is scored by weights and a threshold fitted on the other half only.
+First the passage selection (``qa.calibration.SELECTION_FEATURES``): a conditional logit
+over the passages read for each answerable question, whose target puts each passage's weight
+in proportion to the token F1 of its best span, so the passage whose span answers best wins.
+Then, with that selection applied, a logistic regression over the chosen span's features
+(``qa.calibration.FEATURES``) separates the questions the index answers from the rest. The
+shipped weights are fitted on all held-out articles, and the threshold that answers
+``--answer-rate`` of the answerable questions is folded into the bias, so the app's
+``min_confidence = 0.5`` is that threshold. The rates printed as ``crossfit`` are honest
+estimates for unseen articles: each half of the articles is scored by a selection, weights
+and a threshold fitted on the other half only.
 
-    python -m training.calibrate            # ~15 min on 2 cores
+    python -m training.calibrate            # ~10 min on 2 cores
 """
 
 from __future__ import annotations
@@ -32,9 +36,10 @@ import numpy as np
 
 from qa import QA, Settings
 from qa import evaluate as ev
-from qa.calibration import FEATURES, FILE
+from qa.calibration import DEFAULT_SELECTION, FEATURES, FILE, SELECTION_FEATURES
 from qa.embedding import make_embedder
 from qa.errors import QAError
+from qa.metrics import f1_score
 from qa.span_reader import DEFAULT_PATH, WEIGHTS_FILE, sha256_file
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
@@ -43,8 +48,9 @@ UNINDEXED = 0.2
 
 def collect(path: Path, articles: list[str], unindexed: float, limit: int | None) -> list[dict[str, Any]]:
     """Ask the questions of ``articles`` in ``path`` as ``qa eval`` would, over the whole file;
-    one row per question with the reader's features, article, kind, and label (1: answerable
-    from the index)."""
+    one row per question: article, kind, label (1: answerable from the index), the best
+    passage's cosine, and the candidates the reader chose among (features, span F1, whether
+    the passage is the gold document)."""
     settings = Settings(reader="model")
     data = ev.load_squad(path)
     left_out = ev.choose_unindexed([d.doc_id for d in data.documents], unindexed, 0)
@@ -56,15 +62,79 @@ def collect(path: Path, articles: list[str], unindexed: float, limit: int | None
     for q in ev.sample_questions(ev.questions_of_articles(data, articles), limit, 0):
         kind = ev.question_kind(q, left_out)
         _, reading = qa.read(q.text)
+        candidates = [
+            {
+                "features": c.features,
+                "f1": f1_score(c.text, q.answers) if q.answers else 0.0,
+                "gold": c.hit.chunk.doc_id == q.doc_id,
+            }
+            for c in reading.candidates
+        ]
         rows.append(
             {
                 "article": q.doc_id.split("/")[0],
                 "kind": kind,
                 "label": int(kind == "answerable"),
-                "features": reading.features if reading.citation is not None else {},
+                "top_cosine": reading.features.get("top_cosine", 0.0),
+                "candidates": candidates,
             }
         )
     return rows
+
+
+def fit_selection(rows: list[dict[str, Any]], l2: float = 0.01) -> dict[str, float]:
+    """Selection weights: a conditional logit over each answerable question's candidates with
+    target weights in proportion to their span F1 (questions where no span scores are skipped)."""
+    from scipy.optimize import minimize
+
+    groups = []
+    for r in rows:
+        cands = r["candidates"]
+        f1 = np.array([c["f1"] for c in cands])
+        if r["label"] == 1 and len(cands) > 1 and f1.sum() > 0:
+            x = np.array([[c["features"].get(f, 0.0) for f in SELECTION_FEATURES] for c in cands])
+            groups.append((x, f1 / f1.sum()))
+    if not groups:
+        raise ValueError("no answerable question with a scoring span to fit the passage selection on")
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        total, grad = 0.0, np.zeros_like(w)
+        for x, target in groups:
+            z = x @ w
+            p = np.exp(z - z.max())
+            p /= p.sum()
+            total -= float(target @ np.log(p + 1e-12))
+            grad -= x.T @ (target - p)
+        return total / len(groups) + l2 * float(w @ w), grad / len(groups) + 2 * l2 * w
+
+    w = minimize(loss, np.zeros(len(SELECTION_FEATURES)), jac=True, method="L-BFGS-B").x
+    return dict(zip(SELECTION_FEATURES, map(float, w), strict=True))
+
+
+def choose(rows: list[dict[str, Any]], selection: dict[str, float]) -> list[dict[str, Any]]:
+    """The rows with ``features`` (the chosen candidate's, as the reader builds them) and the
+    chosen candidate's ``f1`` and ``gold``, under these selection weights."""
+    out = []
+    for r in rows:
+        best = max(
+            r["candidates"],
+            key=lambda c: sum(w * c["features"].get(k, 0.0) for k, w in selection.items()),
+            default=None,
+        )
+        features = {**best["features"], "top_cosine": r["top_cosine"]} if best else {}
+        f1, gold = (best["f1"], best["gold"]) if best else (0.0, False)
+        out.append({**r, "features": features, "f1": f1, "gold": gold})
+    return out
+
+
+def selection_quality(chosen: list[dict[str, Any]]) -> dict[str, float]:
+    """Over answerable questions: mean F1 of the chosen span, share whose passage is the gold one."""
+    answerable = [r for r in chosen if r["label"] == 1]
+    n = max(1, len(answerable))
+    return {
+        "f1": round(sum(r["f1"] for r in answerable) / n, 4),
+        "gold_passage": round(sum(r["gold"] for r in answerable) / n, 4),
+    }
 
 
 def fit(rows: list[dict[str, Any]]) -> tuple[dict[str, float], float]:
@@ -138,31 +208,41 @@ def run() -> None:
     halves = [set(holdout[0::2]), set(holdout[1::2])]
     crossfit: list[tuple[dict[str, Any], bool]] = []
     for test in halves:
-        train = [r for r in rows if r["article"] not in test]
-        w, b = fit_with_threshold(train, args.answer_rate)
-        crossfit += [(r, logit(w, b, r["features"]) >= 0) for r in rows if r["article"] in test]
+        selection = fit_selection([r for r in rows if r["article"] not in test])
+        chosen = choose(rows, selection)
+        w, b = fit_with_threshold([r for r in chosen if r["article"] not in test], args.answer_rate)
+        crossfit += [(r, logit(w, b, r["features"]) >= 0) for r in chosen if r["article"] in test]
 
-    weights, bias = fit_with_threshold(rows, args.answer_rate)
-    shipped = [logit(weights, bias, r["features"]) >= 0 for r in rows]
+    selection = fit_selection(rows)
+    chosen = choose(rows, selection)
+    weights, bias = fit_with_threshold(chosen, args.answer_rate)
+    shipped = [logit(weights, bias, r["features"]) >= 0 for r in chosen]
     settings = Settings()
     result = {
         "features": list(FEATURES),
         "weights": weights,
         "bias": bias,
+        "selection": selection,
         # the features depend on these: ``qa.calibration`` warns when they differ at load
         "reader_sha256": sha256_file(args.out / WEIGHTS_FILE),
         "dense_weight": settings.dense_weight,
+        "read_passages": settings.read_passages,
         "fitted_on": (
             f"{len(rows)} questions of the {len(holdout)} held-out articles ({', '.join(holdout)}): "
             f"v1.1 with {UNINDEXED:g} of paragraphs unindexed, and v2.0"
         ),
         "answer_rate": args.answer_rate,
         "crossfit": {
-            "how": "articles in two halves; each half scored by weights and threshold fitted on the other",
+            "how": (
+                "articles in two halves; each half scored by a selection, weights and threshold "
+                "fitted on the other"
+            ),
             "halves": [sorted(h) for h in halves],
             **rates([r for r, _ in crossfit], [a for _, a in crossfit]),
+            "selection": selection_quality([r for r, _ in crossfit]),
         },
-        "in_sample": rates(rows, shipped),
+        "in_sample": {**rates(chosen, shipped), "selection": selection_quality(chosen)},
+        "default_selection": selection_quality(choose(rows, DEFAULT_SELECTION)),
         "seconds": round(time.time() - t0, 1),
     }
     (args.out / FILE).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
