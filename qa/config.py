@@ -79,6 +79,8 @@ class Settings:
             raise ConfigError("top_k and candidates must be at least 1")
         if not 0.0 <= self.dense_weight <= 1.0:
             raise ConfigError("dense_weight must be between 0 and 1")
+        if not 1 <= self.read_passages <= 50:
+            raise ConfigError("read_passages must be from 1 to 50 (the reader takes about 30 ms a passage)")
         if self.reader not in ("auto", "model", "none"):
             raise ConfigError("reader must be one of: auto, model, none")
         if not 0.0 <= self.min_confidence <= 1.0:

@@ -81,3 +81,10 @@ def test_no_candidates_give_no_hits() -> None:
 def test_dense_weight_must_be_between_0_and_1(weight: float) -> None:
     with pytest.raises(ConfigError, match="dense_weight"):
         Settings().replace(dense_weight=weight)
+
+
+@pytest.mark.parametrize("passages", [0, -1, 51])
+def test_read_passages_is_bounded(passages: int) -> None:
+    with pytest.raises(ConfigError, match="read_passages"):
+        Settings().replace(read_passages=passages)
+    assert Settings().replace(read_passages=1).read_passages == 1
