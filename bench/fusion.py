@@ -23,7 +23,7 @@ from bench.common import ROOT, load_line, table
 from qa import metrics
 from qa.config import Settings
 from qa.embedding import make_embedder
-from qa.evaluate import DEFAULT_INDEX_ROOT, index_dir_for, load_squad
+from qa.evaluate import DEFAULT_INDEX_ROOT, Question, index_dir_for, load_squad
 from qa.pipeline import QA
 from qa.retrieval import Ranked, fuse, retrieve
 
@@ -83,14 +83,20 @@ def rules() -> dict[str, Rule]:
 Candidates = list[tuple[str, Ranked, dict[int, float], np.ndarray]]
 
 
-def collect(path: Path, settings: Settings) -> tuple[Candidates, QA]:
+def squad_index(path: Path, settings: Settings) -> tuple[QA, list[Question], np.ndarray]:
+    """The file's paragraphs indexed as the app does (the cached ``qa eval`` index), its
+    answerable questions and their embeddings."""
     data = load_squad(path)
     embedder = make_embedder(settings.model)
     index_dir = index_dir_for(Path(DEFAULT_INDEX_ROOT), data, settings, embedder, 0.0, 0)
     qa = QA.from_documents(data.documents, settings=settings.replace(index_dir=index_dir), embedder=embedder)
-    idx = qa.data
     questions = [q for q in data.questions if not q.impossible]
-    vecs = embedder.embed([q.text for q in questions], batch_size=64)
+    return qa, questions, embedder.embed([q.text for q in questions], batch_size=64)
+
+
+def collect(path: Path, settings: Settings) -> tuple[Candidates, QA]:
+    qa, questions, vecs = squad_index(path, settings)
+    idx = qa.data
     out = []
     for q, v in zip(questions, vecs, strict=True):
         ranked = retrieve(idx, v, q.text, settings.candidates)

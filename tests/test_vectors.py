@@ -14,7 +14,7 @@ import pytest
 
 from qa import vectors
 from qa.errors import IndexCorruptError
-from qa.lexical import LexicalIndex, corpus_token_ids, tokenize
+from qa.lexical import BM25_PARAMS, LexicalIndex, corpus_token_ids, tokenize
 
 
 def clustered(n: int, dim: int = 64, topics: int = 40, seed: int = 0) -> np.ndarray:
@@ -134,7 +134,7 @@ def test_corpus_token_ids_are_the_tokenizer_tokens() -> None:
 def test_bm25_built_from_token_ids_scores_like_bm25s_from_tokens(tmp_path: Path, query: str) -> None:
     import bm25s
 
-    reference = bm25s.BM25()
+    reference = bm25s.BM25(**BM25_PARAMS)  # the shipped parameters survive save and load
     reference.index([tokenize(t) or ["\u2205"] for t in TEXTS], show_progress=False)
     built = LexicalIndex.build(TEXTS)
     built.save(tmp_path / "bm25")
