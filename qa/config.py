@@ -30,7 +30,7 @@ class Settings:
     # Retrieval
     top_k: int = 5
     candidates: int = 50  # per retriever, before fusion
-    dense_weight: float = 0.5  # fused score: weight of the cosine; BM25 gets the rest
+    dense_weight: float = 0.65  # fused score: weight of the cosine; BM25 gets the rest
     hnsw_threshold: int = 50_000  # exact FAISS search up to this many vectors (bench/README.md)
     # Reader
     reader: str = "auto"  # "auto" (model if present), "model" or "none" (sentence selection)

@@ -28,7 +28,7 @@ from qa.chunking import chunk_document
 from qa.config import Settings
 from qa.embedding import Embedder
 from qa.errors import IndexCorruptError, IndexMismatchError
-from qa.lexical import BM25_PARAMS, LexicalIndex
+from qa.lexical import LEXICAL_PARAMS, LexicalIndex
 from qa.types import Chunk, Document
 from qa.vectors import build_vector_index, index_kind, kind_for, read_vector_index, write_vector_index
 
@@ -122,7 +122,7 @@ def build(
             and previous.manifest["vector_index"].get("type")
             == kind_for(len(previous.chunks), settings.hnsw_threshold)
             # BM25's scores are computed at build time with its parameters
-            and previous.manifest.get("lexical") == {"bm25": BM25_PARAMS}
+            and previous.manifest.get("lexical") == LEXICAL_PARAMS
         ):
             report.up_to_date = True
             report.chunks = len(previous.chunks)
@@ -243,7 +243,7 @@ def _write_generation(
         "model": {"name": embedder.name, "dim": int(embedder.dim)},
         "chunking": chunking_settings(settings),
         "vector_index": {"type": index_kind(index), "vectors": int(index.ntotal)},
-        "lexical": {"bm25": BM25_PARAMS},
+        "lexical": LEXICAL_PARAMS,
         "counts": {"documents": len(documents), "chunks": len(chunks)},
         "documents": [
             {"doc_id": d.doc_id, "title": d.title, "sha256": d.sha256, "chunks": counts.get(d.doc_id, 0)}

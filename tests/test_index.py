@@ -175,11 +175,11 @@ def test_index_built_with_other_bm25_parameters_is_rebuilt_without_reembedding(
     sample_seeds: Path,
     fake_settings,  # type: ignore[no-untyped-def]
 ) -> None:
-    from qa.lexical import BM25_PARAMS
+    from qa.lexical import LEXICAL_PARAMS
 
     emb = CountingEmbedder()
     first = build(sample_seeds, fake_settings, emb)
-    assert first.data.manifest["lexical"] == {"bm25": BM25_PARAMS}
+    assert first.data.manifest["lexical"] == LEXICAL_PARAMS
     # An index from before the parameters were recorded (or with other ones) is out of date.
     gen = store.current_generation(fake_settings.index_dir)
     manifest = json.loads((gen / "manifest.json").read_text())
@@ -189,7 +189,7 @@ def test_index_built_with_other_bm25_parameters_is_rebuilt_without_reembedding(
     again = build(sample_seeds, fake_settings, emb)
     report = again.last_build
     assert report is not None and not report.up_to_date and report.embedded == emb.embedded == 0
-    assert again.data.manifest["lexical"] == {"bm25": BM25_PARAMS}
+    assert again.data.manifest["lexical"] == LEXICAL_PARAMS
     assert (
         again.search("bread dough yeast", k=1)[0].chunk.doc_id
         == first.search("bread dough yeast", k=1)[0].chunk.doc_id

@@ -5,6 +5,7 @@ No timings here: speed is measured by ``python -m bench.run`` (see bench/README.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 
 from qa import vectors
 from qa.errors import IndexCorruptError
-from qa.lexical import BM25_PARAMS, LexicalIndex, corpus_token_ids, tokenize
+from qa.lexical import BM25_PARAMS, LexicalIndex, corpus_token_ids, query_term_ids, tokenize
 
 
 def clustered(n: int, dim: int = 64, topics: int = 40, seed: int = 0) -> np.ndarray:
@@ -121,11 +122,36 @@ TEXTS = [
 ] * 3
 
 
-def test_corpus_token_ids_are_the_tokenizer_tokens() -> None:
+def _words_and_pairs(text: str) -> list[str]:
+    """The terms BM25 should see: the words, then each adjacent pair, unhashed."""
+    words = tokenize(text)
+    return words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
+
+
+def test_corpus_token_ids_are_the_tokenizer_tokens_then_their_pairs() -> None:
     ids, vocab = corpus_token_ids(TEXTS)
     names = {i: w for w, i in vocab.items()}
-    assert [[names[i] for i in row] for row in ids] == [tokenize(t) or ["\u2205"] for t in TEXTS]
+    for text, row in zip(TEXTS, ids, strict=True):
+        words = tokenize(text)
+        if not words:
+            assert row == [vocab["\u2205"]]  # bm25s rejects empty documents
+            continue
+        assert [names[i] for i in row[: len(words)]] == words
+        pairs = [names[i] for i in row[len(words) :]]
+        assert len(pairs) == len(words) - 1 and all(p.startswith("\u00a7") for p in pairs)
+    # a pair's term depends on its words and their order, not on the text it came from
+    assert ids[0] == ids[7] and ids[1] == ids[8]  # TEXTS repeats
     assert corpus_token_ids(TEXTS) == (ids, vocab)  # deterministic numbering
+    pair_ids = {i for row in ids for i in row if names[i].startswith("\u00a7")}
+    assert len(pair_ids) == len({p for t in TEXTS for p in _words_and_pairs(t) if " " in p})
+
+
+def test_query_pairs_need_adjacent_known_words() -> None:
+    _, vocab = corpus_token_ids(["alpha beta gamma"])
+    assert len(query_term_ids(["alpha", "beta"], vocab)) == 3  # two words and their pair
+    assert len(query_term_ids(["beta", "alpha"], vocab)) == 2  # reversed: no such pair
+    assert len(query_term_ids(["alpha", "zeta", "beta"], vocab)) == 2  # no pair bridged over "zeta"
+    assert query_term_ids(["zeta"], vocab) == []
 
 
 @pytest.mark.parametrize(
@@ -135,11 +161,12 @@ def test_bm25_built_from_token_ids_scores_like_bm25s_from_tokens(tmp_path: Path,
     import bm25s
 
     reference = bm25s.BM25(**BM25_PARAMS)  # the shipped parameters survive save and load
-    reference.index([tokenize(t) or ["\u2205"] for t in TEXTS], show_progress=False)
+    # bm25s's own path over the words and their exact pairs: hashed pairs score the same
+    reference.index([_words_and_pairs(t) or ["\u2205"] for t in TEXTS], show_progress=False)
     built = LexicalIndex.build(TEXTS)
     built.save(tmp_path / "bm25")
     loaded = LexicalIndex.load(tmp_path / "bm25", len(TEXTS))
-    terms = tokenize(query)
+    terms = [t for t in _words_and_pairs(query) if t in reference.vocab_dict]
     expected = reference.get_scores(terms) if terms else np.zeros(len(TEXTS))
     for index in (built, loaded):
         scores, ids = index.search(query, 5)
