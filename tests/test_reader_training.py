@@ -124,6 +124,55 @@ def test_tiny_training_run_ships_a_loadable_reader(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.model  # the bundled encoder's real weights, as a trained reader has
+def test_training_from_a_reader_and_averaging_readers(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    from training.average import main as average
+    from training.reader import build_model_for_tests
+    from training.reader import main as train
+
+    data = _squad(tmp_path)
+    a = build_model_for_tests(tmp_path / "a", seed=0)
+    b = build_model_for_tests(tmp_path / "b", seed=1)
+    # --init starts from a's weights: one step at a tiny rate keeps them close to a's
+    tuned = tmp_path / "tuned"
+    rc = train([
+        "--out", str(tuned), "--work", str(tmp_path / "work"), "--data-dir", str(data),
+        "--holdout", "Article_2", "--init", str(a), "--epochs", "1", "--max-steps", "1",
+        "--batch-size", "4", "--lr", "1e-7", "--device", "cpu", "--eval-limit", "0",
+    ])  # fmt: skip
+    assert rc == 0
+    config = json.loads((tuned / "config.json").read_text())
+    assert str(a) in config["settings"]["init"]
+    wa, wb = load_file(str(a / "reader.safetensors")), load_file(str(b / "reader.safetensors"))
+    head = "qa_outputs.weight"
+    assert not torch.equal(wa[head], wb[head])  # other seeds, other heads
+    assert torch.allclose(
+        load_file(str(tuned / "reader.safetensors"))[head].float(), wa[head].float(), atol=1e-3
+    )
+
+    soup = tmp_path / "soup"
+    assert average(["--out", str(soup), "--data-dir", str(data), str(a), str(b)]) == 0
+    ws = load_file(str(soup / "reader.safetensors"))
+    for name in (head, "bert.encoder.layer.0.attention.self.query.weight"):
+        mean = (wa[name].float() + wb[name].float()) / 2
+        assert torch.allclose(ws[name].float(), mean, atol=1e-3)
+    card = (soup / "README.md").read_text()
+    assert "## Weight averaging" in card and str(b) in card
+    assert SpanReader(soup).read("When was the Eiffel Tower completed?", [_PARAS[0][0]])[0].spans
+
+    # readers that do not share one architecture are refused with a message
+    config_b = json.loads((b / "config.json").read_text())
+    config_b["bert"]["num_hidden_layers"] = 5
+    (b / "config.json").write_text(json.dumps(config_b))
+    with pytest.raises(SystemExit, match="configs differ"):
+        average(["--out", str(tmp_path / "bad"), "--data-dir", str(data), str(a), str(b)])
+    with pytest.raises(SystemExit, match="not a reader folder"):
+        average(["--out", str(tmp_path / "bad"), "--data-dir", str(data), str(a), str(tmp_path)])
+
+
 def test_long_passage_is_windowed_with_exact_offsets(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     from training.reader import build_model_for_tests

@@ -38,6 +38,7 @@ from qa.span_reader import (
     SpanReader,
     base_model_path,
     build_model,
+    dequantize_state,
     featurize,
     load_tokenizer,
     sha256_file,
@@ -533,6 +534,23 @@ def base_reader_model() -> tuple[torch.nn.Module, dict[str, Any]]:
     return model, bert_cfg
 
 
+def load_init(model: torch.nn.Module, folder: Path) -> str:
+    """Load a shipped reader's weights (any stored precision) into ``model``; their sha256."""
+    from safetensors.torch import load_file
+
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise SystemExit(f"--init: no reader weights at {weights}")
+    state = dequantize_state(load_file(str(weights), device="cpu"))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise SystemExit(
+            f"--init: {weights} does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    return sha256_file(weights)
+
+
 def build_model_for_tests(out: Path, seed: int = 0) -> Path:
     """Export an untrained reader (base encoder, random head) to ``out``; for fast tests."""
     torch.manual_seed(seed)
@@ -578,6 +596,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--train-until",
         default=None,
         help="HH:MM local time: stop training then (LR decays to 0 by it), evaluate and ship",
+    )
+    p.add_argument(
+        "--init",
+        default=None,
+        help="start from this reader folder's weights instead of the base encoder with a new head",
     )
     p.add_argument("--export-only", action="store_true", help="export the last checkpoint, no training")
     p.add_argument("--card-only", action="store_true", help="rewrite README.md from the work log only")
@@ -629,6 +652,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"data: {json.dumps(counts)}")
 
     model, bert_cfg = base_reader_model()
+    init_sha = load_init(model, Path(args.init)) if args.init else None
     model.to(device)
 
     steps_per_epoch = math.ceil(len(feats["ids"]) / args.batch_size)
@@ -672,6 +696,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_steps": args.max_steps,
         "threads": args.threads,
         "total_steps": total_steps,
+        **({"init": f"{args.init} (sha256 {init_sha})"} if args.init else {}),
     }
     state: dict[str, Any] = {
         "epoch": 0,

@@ -1,0 +1,142 @@
+"""Average the weights of readers fine-tuned from one start ("model soup"): one model, the
+inference cost of one, usually better than each of them.
+
+    python -m training.average --out DIR READER_DIR READER_DIR [...]
+
+Each READER_DIR is a folder ``training.reader`` wrote (weights, config, model card). The
+readers must share the architecture; the held-out gold-paragraph EM/F1 of each and of the
+average is measured on the articles none of them trained on and added to the card, which
+starts from the first folder's. The average is written in fp16 like a trained reader.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from qa.span_reader import CONFIG_FILE, WEIGHTS_FILE, SpanReader, build_model, dequantize_state, sha256_file
+from training.reader import DATA_DIR, build_data, evaluate, export, log
+
+CARD = "README.md"
+
+
+def load_reader(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from safetensors.torch import load_file
+
+    weights, config = folder / WEIGHTS_FILE, folder / CONFIG_FILE
+    if not weights.is_file() or not config.is_file():
+        raise SystemExit(f"{folder}: not a reader folder (needs {WEIGHTS_FILE} and {CONFIG_FILE})")
+    return dequantize_state(load_file(str(weights), device="cpu")), json.loads(config.read_text())
+
+
+def average(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of state dicts with the same names and shapes."""
+    names = set(states[0])
+    for s in states[1:]:
+        if set(s) != names or any(s[k].shape != states[0][k].shape for k in names):
+            raise SystemExit("the readers do not share one architecture: cannot average them")
+    return {k: torch.stack([s[k] for s in states]).mean(dim=0) for k in states[0]}
+
+
+def shipped_card(card: str, first_sha: str, weights: Path) -> str:
+    """The first reader's card, saying that what follows describes the first ingredient, with the
+    file's size and sha256 now the average's."""
+    lines = card.rstrip("\n").split("\n") if card else ["# qa span reader"]
+    note = (
+        "> The shipped weights average several readers fine-tuned from one start: see "
+        "*Weight averaging* at the end. The data, training and scores below are the first one's."
+    )
+    lines[1:1] = ["", note]
+    text = "\n".join(lines) + "\n"
+    # same tensors, same precision: the size is unchanged, the hash is the average's
+    return text.replace(first_sha, sha256_file(weights))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m training.average", description=__doc__.split("\n")[0])
+    p.add_argument("readers", nargs="+", type=Path, help="reader folders to average (two or more)")
+    p.add_argument("--out", required=True, type=Path, help="folder for the averaged reader")
+    p.add_argument("--data-dir", default=str(DATA_DIR))
+    p.add_argument("--eval-limit", type=int, default=None, help="cap on held-out questions")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    if len(args.readers) < 2:
+        p.error("give two or more reader folders")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    loaded = [load_reader(f) for f in args.readers]
+    configs = [c for _, c in loaded]
+    if any(c.get("bert") != configs[0].get("bert") for c in configs):
+        raise SystemExit("the readers' configs differ (bert): cannot average them")
+    holdouts = {tuple(c.get("holdout", [])) for c in configs}
+    if len(holdouts) != 1:
+        raise SystemExit("the readers held out different articles: no honest score for the average")
+    holdout = list(holdouts.pop())
+    card = (args.readers[0] / CARD).read_text(encoding="utf-8") if (args.readers[0] / CARD).is_file() else ""
+    shas = [sha256_file(f / WEIGHTS_FILE) for f in args.readers]
+
+    _, _, heldout_q, _ = build_data(Path(args.data_dir), holdout, 0, None)
+    if args.eval_limit is not None:
+        heldout_q = heldout_q[: args.eval_limit]
+    kw = {
+        k: configs[0]["settings"][k]
+        for k in ("max_length", "stride", "max_answer_tokens")
+        if k in configs[0].get("settings", {})
+    }
+    scores = []
+    for folder in args.readers:
+        scores.append(evaluate(SpanReader(folder, **kw), heldout_q))
+        log(f"{folder}: held-out {scores[-1]}")
+
+    model = build_model(configs[0]["bert"])
+    model.load_state_dict(average([s for s, _ in loaded]), strict=False)
+    meta = {
+        "settings": {**configs[0].get("settings", {}), "averaged": [str(f) for f in args.readers]},
+        "holdout": holdout,
+    }
+    wpath = export(model, args.out, configs[0]["bert"], meta)
+    result = evaluate(SpanReader(args.out, **kw), heldout_q)
+    log(f"average: held-out {result}")
+
+    rows = [
+        f"| `{f}` (sha256 {sha[:12]}...) | {s['em']:.2f} | {s['f1']:.2f} |"
+        for f, sha, s in zip(args.readers, shas, scores, strict=True)
+    ]
+    section = "\n".join(
+        [
+            "",
+            "## Weight averaging",
+            "",
+            f"The shipped weights are the element-wise mean of {len(args.readers)} readers fine-tuned "
+            "from the same start (`python -m training.average`). Held-out gold-paragraph scores "
+            f"({result['n']} questions of the held-out articles, fp16 as shipped):",
+            "",
+            "| reader | EM | F1 |",
+            "|---|---:|---:|",
+            *rows,
+            f"| **average (shipped)** | **{result['em']:.2f}** | **{result['f1']:.2f}** |",
+            "",
+            f"Command: `python -m training.average --out {args.out} "
+            + " ".join(str(f) for f in args.readers)
+            + "`",
+            "",
+            f"`{WEIGHTS_FILE}`: {wpath.stat().st_size} bytes, sha256 {sha256_file(wpath)}.",
+            "",
+        ]
+    )
+    (args.out / CARD).write_text(shipped_card(card, shas[0], wpath) + section, encoding="utf-8")
+    print(json.dumps({"readers": scores, "average": result, "sha256": sha256_file(wpath)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
