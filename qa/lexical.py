@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -148,6 +149,15 @@ BM25_PARAMS = {"method": "lucene", "k1": 0.6, "b": 0.5}
 LEXICAL_PARAMS = {"bm25": BM25_PARAMS, "bigram_buckets": BIGRAM_BUCKETS}
 
 
+def _bm25s() -> Any:
+    """bm25s, with its logger at WARNING: it sets its own to DEBUG, which printed "Building
+    index from IDs" under every ``qa build``."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
+
+
 class LexicalIndex:
     """A BM25 index; read-only after build or load."""
 
@@ -157,8 +167,7 @@ class LexicalIndex:
 
     @classmethod
     def build(cls, texts: list[str]) -> LexicalIndex:
-        import bm25s
-
+        bm25s = _bm25s()
         retriever = bm25s.BM25(**BM25_PARAMS)
         if texts:
             retriever.index(corpus_token_ids(texts), show_progress=False)
@@ -171,8 +180,7 @@ class LexicalIndex:
 
     @classmethod
     def load(cls, path: Path, size: int) -> LexicalIndex:
-        import bm25s
-
+        bm25s = _bm25s()
         if size == 0:
             return cls(bm25s.BM25(), 0)
         try:

@@ -288,3 +288,22 @@ def test_embedding_from_many_threads_at_once_gives_the_sequential_vectors() -> N
             assert np.abs(f.result() - expected_batch).max() < 1e-5
         for i, f in enumerate(singles):
             assert np.abs(f.result()[0] - expected_queries[i % len(queries)]).max() < 1e-5
+
+
+def test_bm25s_debug_messages_do_not_reach_the_user(tmp_path: Path) -> None:
+    import logging
+
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    handler = Keep()
+    logging.getLogger().addHandler(handler)  # as the CLI's basicConfig handler would see them
+    try:
+        LexicalIndex.build(TEXTS).save(tmp_path / "bm25")
+        LexicalIndex.load(tmp_path / "bm25", len(TEXTS)).search("river", 3)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert not [r for r in seen if r.name.startswith("bm25s") and r.levelno < logging.WARNING]
