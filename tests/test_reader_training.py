@@ -136,6 +136,9 @@ def test_training_from_a_reader_and_averaging_readers(tmp_path: Path) -> None:
     data = _squad(tmp_path)
     a = build_model_for_tests(tmp_path / "a", seed=0)
     b = build_model_for_tests(tmp_path / "b", seed=1)
+    for folder in (a, b):  # as if trained with Article_2 held out
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "holdout": ["Article_2"]}))
     # --init starts from a's weights: one step at a tiny rate keeps them close to a's
     tuned = tmp_path / "tuned"
     rc = train([
@@ -146,6 +149,12 @@ def test_training_from_a_reader_and_averaging_readers(tmp_path: Path) -> None:
     assert rc == 0
     config = json.loads((tuned / "config.json").read_text())
     assert str(a) in config["settings"]["init"]
+    # a reader that may have trained on this run's held-out article is refused
+    with pytest.raises(SystemExit, match="held out"):
+        train([
+            "--out", str(tmp_path / "x"), "--work", str(tmp_path / "work2"), "--data-dir", str(data),
+            "--holdout", "Article_1", "--init", str(a), "--max-steps", "1", "--device", "cpu",
+        ])  # fmt: skip
     wa, wb = load_file(str(a / "reader.safetensors")), load_file(str(b / "reader.safetensors"))
     head = "qa_outputs.weight"
     assert not torch.equal(wa[head], wb[head])  # other seeds, other heads

@@ -534,13 +534,23 @@ def base_reader_model() -> tuple[torch.nn.Module, dict[str, Any]]:
     return model, bert_cfg
 
 
-def load_init(model: torch.nn.Module, folder: Path) -> str:
-    """Load a shipped reader's weights (any stored precision) into ``model``; their sha256."""
+def load_init(model: torch.nn.Module, folder: Path, holdout: list[str]) -> str:
+    """Load a shipped reader's weights (any stored precision) into ``model``; their sha256.
+    The reader must have held out the same articles, or the held-out scores would not be."""
     from safetensors.torch import load_file
 
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise SystemExit(f"--init: no reader weights at {weights}")
+    try:
+        held = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8")).get("holdout", [])
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"--init: cannot read {folder / CONFIG_FILE}: {exc}") from None
+    if sorted(held) != sorted(holdout):
+        raise SystemExit(
+            f"--init: {folder} held out {sorted(held)}, this run holds out {sorted(holdout)}: "
+            "it may have trained on this run's held-out articles"
+        )
     state = dequantize_state(load_file(str(weights), device="cpu"))
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("position_ids")]
@@ -652,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"data: {json.dumps(counts)}")
 
     model, bert_cfg = base_reader_model()
-    init_sha = load_init(model, Path(args.init)) if args.init else None
+    init_sha = load_init(model, Path(args.init), holdout) if args.init else None
     model.to(device)
 
     steps_per_epoch = math.ceil(len(feats["ids"]) / args.batch_size)
