@@ -259,7 +259,11 @@ def test_widget_on_an_allowed_intranet_page(
     browser.switch_to.frame(frame)
     try:
         wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#qa-input textarea"), TIMEOUT)
-        assert browser.execute_script("return document.body.classList.contains('qa-embed')")
+        # the compact layout is switched on by the page's load script, which gradio runs once
+        # the app has rendered: under load that can come just after the question box appears
+        assert wait_for(
+            lambda: browser.execute_script("return document.body.classList.contains('qa-embed')"), 10
+        )
         question, expected = SEED_QA[0]
         answer = _ask(browser, question)
         assert expected in answer.text
