@@ -15,23 +15,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from qa.span_reader import CONFIG_FILE, WEIGHTS_FILE, SpanReader, build_model, dequantize_state, sha256_file
-from training.reader import DATA_DIR, build_data, evaluate, export, log
+from qa.span_reader import WEIGHTS_FILE, SpanReader, build_model, sha256_file
+from training.reader import DATA_DIR, build_data, evaluate, export, load_reader_folder, log
 
 CARD = "README.md"
-
-
-def load_reader(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    from safetensors.torch import load_file
-
-    weights, config = folder / WEIGHTS_FILE, folder / CONFIG_FILE
-    if not weights.is_file() or not config.is_file():
-        raise SystemExit(f"{folder}: not a reader folder (needs {WEIGHTS_FILE} and {CONFIG_FILE})")
-    return dequantize_state(load_file(str(weights), device="cpu")), json.loads(config.read_text())
 
 
 def average(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -43,7 +33,7 @@ def average(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return {k: torch.stack([s[k] for s in states]).mean(dim=0) for k in states[0]}
 
 
-def shipped_card(card: str, first_sha: str, weights: Path) -> str:
+def shipped_card(card: str, first_sha: str, sha: str) -> str:
     """The first reader's card, saying that what follows describes the first ingredient, with the
     file's size and sha256 now the average's."""
     lines = card.rstrip("\n").split("\n") if card else ["# qa span reader"]
@@ -54,7 +44,7 @@ def shipped_card(card: str, first_sha: str, weights: Path) -> str:
     lines[1:1] = ["", note]
     text = "\n".join(lines) + "\n"
     # same tensors, same precision: the size is unchanged, the hash is the average's
-    return text.replace(first_sha, sha256_file(weights))
+    return text.replace(first_sha, sha)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -73,7 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    loaded = [load_reader(f) for f in args.readers]
+    loaded = [load_reader_folder(f) for f in args.readers]
     configs = [c for _, c in loaded]
     if any(c.get("bert") != configs[0].get("bert") for c in configs):
         raise SystemExit("the readers' configs differ (bert): cannot average them")
@@ -106,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     wpath = export(model, args.out, configs[0]["bert"], meta)
     result = evaluate(SpanReader(args.out, **kw), heldout_q)
     log(f"average: held-out {result}")
+    sha = sha256_file(wpath)
 
     rows = [
         f"| `{f}` (sha256 {sha[:12]}...) | {s['em']:.2f} | {s['f1']:.2f} |"
@@ -129,12 +120,12 @@ def main(argv: list[str] | None = None) -> int:
             + " ".join(str(f) for f in args.readers)
             + "`",
             "",
-            f"`{WEIGHTS_FILE}`: {wpath.stat().st_size} bytes, sha256 {sha256_file(wpath)}.",
+            f"`{WEIGHTS_FILE}`: {wpath.stat().st_size} bytes, sha256 {sha}.",
             "",
         ]
     )
-    (args.out / CARD).write_text(shipped_card(card, shas[0], wpath) + section, encoding="utf-8")
-    print(json.dumps({"readers": scores, "average": result, "sha256": sha256_file(wpath)}))
+    (args.out / CARD).write_text(shipped_card(card, shas[0], sha) + section, encoding="utf-8")
+    print(json.dumps({"readers": scores, "average": result, "sha256": sha}))
     return 0
 
 

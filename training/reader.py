@@ -534,31 +534,35 @@ def base_reader_model() -> tuple[torch.nn.Module, dict[str, Any]]:
     return model, bert_cfg
 
 
-def load_init(model: torch.nn.Module, folder: Path, holdout: list[str]) -> str:
-    """Load a shipped reader's weights (any stored precision) into ``model``; their sha256.
-    The reader must have held out the same articles, or the held-out scores would not be."""
+def load_reader_folder(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A trained reader's fp32 state dict (from any stored precision) and its config."""
     from safetensors.torch import load_file
 
-    weights = folder / WEIGHTS_FILE
-    if not weights.is_file():
-        raise SystemExit(f"--init: no reader weights at {weights}")
+    weights, config = folder / WEIGHTS_FILE, folder / CONFIG_FILE
+    if not weights.is_file() or not config.is_file():
+        raise SystemExit(f"{folder}: not a reader folder (needs {WEIGHTS_FILE} and {CONFIG_FILE})")
     try:
-        held = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8")).get("holdout", [])
+        cfg = json.loads(config.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise SystemExit(f"--init: cannot read {folder / CONFIG_FILE}: {exc}") from None
+        raise SystemExit(f"cannot read {config}: {exc}") from None
+    return dequantize_state(load_file(str(weights), device="cpu")), cfg
+
+
+def load_init(model: torch.nn.Module, folder: Path, holdout: list[str]) -> str:
+    """Load a trained reader's weights into ``model``; their sha256. The reader must have held
+    out the same articles, or the held-out scores would not be."""
+    state, config = load_reader_folder(folder)
+    held = config.get("holdout", [])
     if sorted(held) != sorted(holdout):
         raise SystemExit(
             f"--init: {folder} held out {sorted(held)}, this run holds out {sorted(holdout)}: "
             "it may have trained on this run's held-out articles"
         )
-    state = dequantize_state(load_file(str(weights), device="cpu"))
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing or unexpected:
-        raise SystemExit(
-            f"--init: {weights} does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
-    return sha256_file(weights)
+        raise SystemExit(f"--init: {folder} does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return sha256_file(folder / WEIGHTS_FILE)
 
 
 def build_model_for_tests(out: Path, seed: int = 0) -> Path:
