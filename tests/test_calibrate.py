@@ -156,3 +156,21 @@ def test_calibration_file_selection_and_passages(tmp_path: Path, caplog: pytest.
     (tmp_path / "calibration.json").write_text(json.dumps(body))
     with pytest.raises(ModelError, match="non-finite"):
         Calibration.load(tmp_path)
+
+
+def test_saved_readings_reload_only_for_the_same_reader_and_retrieval(tmp_path: Path) -> None:
+    from qa import Settings
+
+    data = rows(30, 5)
+    path = tmp_path / "readings.json"
+    calibrate.save_rows(path, data, "sha-a", Settings())
+    assert calibrate.load_rows(path, "sha-a", Settings()) == data
+    with pytest.raises(ValueError, match="another reader_sha256"):
+        calibrate.load_rows(path, "sha-b", Settings())
+    with pytest.raises(ValueError, match="another dense_weight"):
+        calibrate.load_rows(path, "sha-a", Settings(dense_weight=0.3))
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="not a file of readings"):
+        calibrate.load_rows(path, "sha-a", Settings())
+    with pytest.raises(ValueError, match="cannot read"):
+        calibrate.load_rows(tmp_path / "missing.json", "sha-a", Settings())

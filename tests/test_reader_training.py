@@ -170,6 +170,13 @@ def test_training_from_a_reader_and_averaging_readers(tmp_path: Path) -> None:
         assert torch.allclose(ws[name].float(), mean, atol=1e-3)
     card = (soup / "README.md").read_text()
     assert "## Weight averaging" in card and str(b) in card
+    # each ingredient's provenance is kept: a's card says how it trained, b has none
+    card_a = "# a\n\n- Steps run: 7; training time 1.0 min on CPU\n- Command: `train a`\n"
+    (a / "README.md").write_text(card_a)
+    assert average(["--out", str(soup), "--data-dir", str(data), str(a), str(b)]) == 0
+    card = (soup / "README.md").read_text()
+    assert f"- `{a}`: Steps run: 7; training time 1.0 min on CPU; Command: `train a`" in card
+    assert f"- `{b}`: no model card" in card
     assert SpanReader(soup).read("When was the Eiffel Tower completed?", [_PARAS[0][0]])[0].spans
 
     # readers that do not share one architecture are refused with a message

@@ -47,6 +47,17 @@ def shipped_card(card: str, first_sha: str, sha: str) -> str:
     return text.replace(first_sha, sha)
 
 
+def ingredient_facts(card_path: Path) -> list[str]:
+    """The lines of a reader's card that say how long and how it trained ("Steps run", "Command"),
+    so the average's card keeps every ingredient's provenance."""
+    if not card_path.is_file():
+        return ["no model card"]
+    keep = ("- Steps run:", "- Command:")
+    lines = card_path.read_text(encoding="utf-8").splitlines()
+    facts = [line[2:].strip() for line in lines if line.startswith(keep)]
+    return facts or ["its card does not say how it was trained"]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.average", description=__doc__.split("\n")[0])
     p.add_argument("readers", nargs="+", type=Path, help="reader folders to average (two or more)")
@@ -99,9 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     sha = sha256_file(wpath)
 
     rows = [
-        f"| `{f}` (sha256 {sha[:12]}...) | {s['em']:.2f} | {s['f1']:.2f} |"
-        for f, sha, s in zip(args.readers, shas, scores, strict=True)
+        f"| `{f}` (sha256 {sha[:12]}...) | {c.get('settings', {}).get('seed', '?')} | "
+        f"{c.get('settings', {}).get('epochs', '?')} | {s['em']:.2f} | {s['f1']:.2f} |"
+        for f, sha, c, s in zip(args.readers, shas, configs, scores, strict=True)
     ]
+    provenance = [f"- `{f}`: " + "; ".join(ingredient_facts(f / CARD)) for f in args.readers]
     section = "\n".join(
         [
             "",
@@ -111,10 +124,14 @@ def main(argv: list[str] | None = None) -> int:
             "from the same start (`python -m training.average`). Held-out gold-paragraph scores "
             f"({result['n']} questions of the held-out articles, fp16 as shipped):",
             "",
-            "| reader | EM | F1 |",
-            "|---|---:|---:|",
+            "| reader | seed | epochs | EM | F1 |",
+            "|---|---:|---:|---:|---:|",
             *rows,
-            f"| **average (shipped)** | **{result['em']:.2f}** | **{result['f1']:.2f}** |",
+            f"| **average (shipped)** | | | **{result['em']:.2f}** | **{result['f1']:.2f}** |",
+            "",
+            "How each was trained (from its own card):",
+            "",
+            *provenance,
             "",
             f"Command: `python -m training.average --out {args.out} "
             + " ".join(str(f) for f in args.readers)

@@ -20,6 +20,8 @@ estimates for unseen articles: each half of the articles is scored by a selectio
 and a threshold fitted on the other half only.
 
     python -m training.calibrate            # ~10 min on 2 cores
+    python -m training.calibrate --save-rows R.json   # and keep the readings
+    python -m training.calibrate --rows R.json        # refit from them in seconds
 """
 
 from __future__ import annotations
@@ -184,6 +186,38 @@ def rates(rows: list[dict[str, Any]], answered: list[bool]) -> dict[str, float]:
     }
 
 
+def _rows_key(reader_sha: str, settings: Settings) -> dict[str, Any]:
+    """What the readings depend on: the reader weights and the retrieval settings."""
+    return {
+        "reader_sha256": reader_sha,
+        "dense_weight": settings.dense_weight,
+        "read_passages": settings.read_passages,
+    }
+
+
+def save_rows(path: Path, rows: list[dict[str, Any]], reader_sha: str, settings: Settings) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps({**_rows_key(reader_sha, settings), "rows": rows}), encoding="utf-8")
+    tmp.replace(path)
+
+
+def load_rows(path: Path, reader_sha: str, settings: Settings) -> list[dict[str, Any]]:
+    """Readings saved by ``--save-rows``; refused (ValueError) when they were read with other
+    reader weights or retrieval settings, since a refit on them would not fit this app."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read saved readings {path}: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        raise ValueError(f"{path} is not a file of readings that --save-rows wrote")
+    want = _rows_key(reader_sha, settings)
+    differ = [k for k, v in want.items() if data.get(k) != v]
+    if differ:
+        raise ValueError(f"{path} was read with another {', '.join(differ)}: collect the readings again")
+    return data["rows"]
+
+
 def main() -> int:
     try:
         run()
@@ -198,11 +232,21 @@ def run() -> None:
     ap.add_argument("--limit", type=int, default=None, help="questions per file (default: all)")
     ap.add_argument("--answer-rate", type=float, default=0.90)
     ap.add_argument("--out", type=Path, default=DEFAULT_PATH)
+    ap.add_argument("--save-rows", type=Path, help="also write the collected readings (JSON) here")
+    ap.add_argument(
+        "--rows", type=Path, help="refit from readings --save-rows wrote for these weights, not reading again"
+    )
     args = ap.parse_args()
     holdout = ev.heldout_articles(args.out)
+    reader_sha = sha256_file(args.out / WEIGHTS_FILE)
     t0 = time.time()
-    rows = collect(EVAL / "squad-v1.1-dev-a.json", holdout, UNINDEXED, args.limit)
-    rows += collect(EVAL / "squad-v2.0-dev-a.json", holdout, 0.0, args.limit)
+    if args.rows:
+        rows = load_rows(args.rows, reader_sha, Settings())
+    else:
+        rows = collect(EVAL / "squad-v1.1-dev-a.json", holdout, UNINDEXED, args.limit)
+        rows += collect(EVAL / "squad-v2.0-dev-a.json", holdout, 0.0, args.limit)
+    if args.save_rows:
+        save_rows(args.save_rows, rows, reader_sha, Settings())
 
     # Honest estimate: two halves of the articles, each scored by the other's fit.
     halves = [set(holdout[0::2]), set(holdout[1::2])]
@@ -224,7 +268,7 @@ def run() -> None:
         "bias": bias,
         "selection": selection,
         # the features depend on these: ``qa.calibration`` warns when they differ at load
-        "reader_sha256": sha256_file(args.out / WEIGHTS_FILE),
+        "reader_sha256": reader_sha,
         "dense_weight": settings.dense_weight,
         "read_passages": settings.read_passages,
         "fitted_on": (
