@@ -177,6 +177,8 @@ def test_training_from_a_reader_and_averaging_readers(tmp_path: Path) -> None:
     card = (soup / "README.md").read_text()
     assert f"- `{a}`: Steps run: 7; training time 1.0 min on CPU; Command: `train a`" in card
     assert f"- `{b}`: no model card" in card
+    assert "average's F1 gain" in card and "paired bootstrap" in card
+
     assert SpanReader(soup).read("When was the Eiffel Tower completed?", [_PARAS[0][0]])[0].spans
 
     # readers that do not share one architecture are refused with a message
@@ -187,6 +189,17 @@ def test_training_from_a_reader_and_averaging_readers(tmp_path: Path) -> None:
         average(["--out", str(tmp_path / "bad"), "--data-dir", str(data), str(a), str(b)])
     with pytest.raises(SystemExit, match="not a reader folder"):
         average(["--out", str(tmp_path / "bad"), "--data-dir", str(data), str(a), str(tmp_path)])
+
+
+def test_paired_gain_of_one_reader_over_another() -> None:
+    from training.average import paired_gain
+
+    same = paired_gain([0.5, 0.2, 1.0], [0.5, 0.2, 1.0])
+    assert same == {"gain": 0.0, "low": 0.0, "high": 0.0}
+    shift = paired_gain([0.6, 0.3, 1.0], [0.5, 0.2, 0.9])  # +0.1 on every question
+    assert shift["gain"] == pytest.approx(10.0) and shift["low"] == pytest.approx(10.0)
+    mixed = paired_gain([1.0, 1.0, 0.0, 1.0] * 10, [0.0, 1.0, 0.0, 1.0] * 10)  # a quarter gain 1
+    assert mixed["gain"] == 25.0 and 0.0 < mixed["low"] < 25.0 < mixed["high"] < 50.0
 
 
 def test_long_passage_is_windowed_with_exact_offsets(tmp_path: Path) -> None:

@@ -311,26 +311,36 @@ def collate(feats: dict[str, Any], batch: list[int]) -> tuple[torch.Tensor, ...]
 
 
 # ---------------------------------------------------------------------------- evaluation
+def question_scores(
+    reader: SpanReader, questions: list[dict[str, Any]]
+) -> tuple[list[tuple[float, float]], float]:
+    """Per question (EM, F1) with the gold paragraph given (the best non-null span is the
+    prediction), and the seconds the reading took."""
+    t0 = time.perf_counter()
+    readings = reader.read_pairs([(q["question"], q["context"]) for q in questions])
+    secs = time.perf_counter() - t0
+    out = []
+    for q, r in zip(questions, readings, strict=True):
+        pred = q["context"][r.spans[0].start : r.spans[0].end] if r.spans else ""
+        out.append(score(pred, q["golds"]))
+    return out, secs
+
+
+def summarise(scores: list[tuple[float, float]], secs: float) -> dict[str, float]:
+    n = len(scores)
+    return {
+        "em": round(100 * sum(e for e, _ in scores) / n, 2),
+        "f1": round(100 * sum(f for _, f in scores) / n, 2),
+        "n": n,
+        "ms_per_passage_batched": round(1000 * secs / n, 2),
+    }
+
+
 def evaluate(reader: SpanReader, questions: list[dict[str, Any]]) -> dict[str, float]:
     """EM/F1 with the gold paragraph given; the best non-null span is the prediction."""
     if not questions:
         return {"em": float("nan"), "f1": float("nan"), "n": 0}
-    t0 = time.perf_counter()
-    readings = reader.read_pairs([(q["question"], q["context"]) for q in questions])
-    secs = time.perf_counter() - t0
-    em = f1 = 0.0
-    for q, r in zip(questions, readings, strict=True):
-        pred = q["context"][r.spans[0].start : r.spans[0].end] if r.spans else ""
-        e, f = score(pred, q["golds"])
-        em += e
-        f1 += f
-    n = len(questions)
-    return {
-        "em": round(100 * em / n, 2),
-        "f1": round(100 * f1 / n, 2),
-        "n": n,
-        "ms_per_passage_batched": round(1000 * secs / n, 2),
-    }
+    return summarise(*question_scores(reader, questions))
 
 
 def evaluate_with_distractor(
