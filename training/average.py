@@ -60,8 +60,8 @@ def paired_gain(new: list[float], old: list[float], seed: int = 0) -> dict[str, 
     low, high = np.percentile(means, [2.5, 97.5])
     return {
         "gain": round(100 * float(diff.mean()), 2),
-        "low": round(100 * low, 2),
-        "high": round(100 * high, 2),
+        "low": round(100 * float(low), 2),
+        "high": round(100 * float(high), 2),
     }
 
 
