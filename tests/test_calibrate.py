@@ -169,6 +169,12 @@ def test_saved_readings_reload_only_for_the_same_reader_and_retrieval(tmp_path: 
         calibrate.load_rows(path, "sha-b", Settings())
     with pytest.raises(ValueError, match="another dense_weight"):
         calibrate.load_rows(path, "sha-a", Settings(dense_weight=0.3))
+    with pytest.raises(ValueError, match="another chunk_tokens, read_passages"):
+        calibrate.load_rows(path, "sha-a", Settings(chunk_tokens=100, read_passages=2))
+    stored = json.loads(path.read_text())
+    path.write_text(json.dumps({**stored, "lexical": {"bm25": {"k1": 9.0}}}))
+    with pytest.raises(ValueError, match="another lexical"):
+        calibrate.load_rows(path, "sha-a", Settings())
     path.write_text("[1, 2]")
     with pytest.raises(ValueError, match="not a file of readings"):
         calibrate.load_rows(path, "sha-a", Settings())

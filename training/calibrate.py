@@ -41,6 +41,7 @@ from qa import evaluate as ev
 from qa.calibration import DEFAULT_SELECTION, FEATURES, FILE, SELECTION_FEATURES
 from qa.embedding import make_embedder
 from qa.errors import QAError
+from qa.lexical import LEXICAL_PARAMS
 from qa.metrics import f1_score
 from qa.span_reader import DEFAULT_PATH, WEIGHTS_FILE, sha256_file
 
@@ -186,12 +187,20 @@ def rates(rows: list[dict[str, Any]], answered: list[bool]) -> dict[str, float]:
     }
 
 
+#: The settings that the readings depend on besides the reader weights and BM25's parameters.
+ROWS_SETTINGS = (
+    "model", "chunk_tokens", "chunk_overlap", "candidates", "dense_weight", "read_passages",
+    "max_answer_tokens",
+)  # fmt: skip
+
+
 def _rows_key(reader_sha: str, settings: Settings) -> dict[str, Any]:
-    """What the readings depend on: the reader weights and the retrieval settings."""
+    """What the readings depend on: the reader weights, the embedding model, the chunking and
+    the retrieval settings (BM25's included)."""
     return {
         "reader_sha256": reader_sha,
-        "dense_weight": settings.dense_weight,
-        "read_passages": settings.read_passages,
+        **{name: getattr(settings, name) for name in ROWS_SETTINGS},
+        "lexical": json.loads(json.dumps(LEXICAL_PARAMS)),  # as it reads back from JSON
     }
 
 
