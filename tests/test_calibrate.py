@@ -180,3 +180,11 @@ def test_saved_readings_reload_only_for_the_same_reader_and_retrieval(tmp_path: 
         calibrate.load_rows(path, "sha-a", Settings())
     with pytest.raises(ValueError, match="cannot read"):
         calibrate.load_rows(tmp_path / "missing.json", "sha-a", Settings())
+    with pytest.raises(ValueError, match="cannot write the readings"):  # its folder is a file
+        calibrate.save_rows(path / "readings.json", data, "sha-a", Settings())
+    with pytest.raises(ValueError, match="cannot write the readings"):  # checked before reading
+        calibrate.check_writable(path / "readings.json")
+    with pytest.raises(ValueError, match="cannot write the readings"):
+        calibrate.check_writable(tmp_path)
+    calibrate.check_writable(tmp_path / "new" / "readings.json")  # a new folder is made
+    assert (tmp_path / "new").is_dir()

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -44,6 +45,7 @@ from qa.errors import QAError
 from qa.lexical import LEXICAL_PARAMS
 from qa.metrics import f1_score
 from qa.span_reader import DEFAULT_PATH, WEIGHTS_FILE, sha256_file
+from qa.store import write_atomic
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 UNINDEXED = 0.2
@@ -205,10 +207,21 @@ def _rows_key(reader_sha: str, settings: Settings) -> dict[str, Any]:
 
 
 def save_rows(path: Path, rows: list[dict[str, Any]], reader_sha: str, settings: Settings) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps({**_rows_key(reader_sha, settings), "rows": rows}), encoding="utf-8")
-    tmp.replace(path)
+    """Write the readings (atomically) for ``load_rows``; ValueError when ``path`` is not writable."""
+    try:
+        write_atomic(path, json.dumps({**_rows_key(reader_sha, settings), "rows": rows}).encode("utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot write the readings to {path}: {exc}") from exc
+
+
+def check_writable(path: Path) -> None:
+    """ValueError unless ``path``'s folder exists (or can be made) and can be written to."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot write the readings to {path}: {exc}") from exc
+    if path.is_dir() or not os.access(path.parent, os.W_OK):
+        raise ValueError(f"cannot write the readings to {path}")
 
 
 def load_rows(path: Path, reader_sha: str, settings: Settings) -> list[dict[str, Any]]:
@@ -249,6 +262,8 @@ def run() -> None:
     holdout = ev.heldout_articles(args.out)
     reader_sha = sha256_file(args.out / WEIGHTS_FILE)
     t0 = time.time()
+    if args.save_rows:  # before minutes of reading, not after
+        check_writable(args.save_rows)
     if args.rows:
         rows = load_rows(args.rows, reader_sha, Settings())
     else:
