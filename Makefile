@@ -14,7 +14,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run build test test-fast lint format typecheck eval bench bench-1m train-reader browser clean
+.PHONY: help install run build test test-fast lint format typecheck eval bench bench-1m train-reader train-embedder browser clean
 
 help: ## list the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ bench-1m: install ## the 1M-chunk scale benchmark (~25 min on 2 cores)
 
 train-reader: install ## retrain the span reader on ../shared/eval (GPU if present)
 	$(BIN)/python -m training.reader --out qa/models/reader
+
+train-embedder: install ## retrain the retrieval embedder on ../shared/eval (~35 min on 2 cores)
+	$(BIN)/python -m training.embedder --out artifacts/embedder
 
 browser: ## install Debian's Chromium and ChromeDriver for the browser tests (needs root)
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \

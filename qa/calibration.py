@@ -42,6 +42,7 @@ class Calibration:
     dense_weight: float | None = None  # the fusion weight it was fitted with
     selection: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SELECTION))
     read_passages: int | None = None  # how many passages the reader read when it was fitted
+    embedding_model: str | None = None  # the embedding model (its cosines are features)
 
     def select(self, features: dict[str, float]) -> float:
         """A passage's selection score: the reader quotes the passage that scores highest."""
@@ -52,11 +53,15 @@ class Calibration:
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
     def check(
-        self, reader_sha256: str | None, dense_weight: float | None, read_passages: int | None = None
+        self,
+        reader_sha256: str | None,
+        dense_weight: float | None,
+        read_passages: int | None = None,
+        embedding_model: str | None = None,
     ) -> None:
-        """Log a warning when fitted for other reader weights, another fusion weight or another
-        number of passages read: the app keeps answering, but its threshold is no longer the
-        one chosen."""
+        """Log a warning when fitted for other reader weights, another fusion weight, another
+        number of passages read or another embedding model: the app keeps answering, but its
+        threshold is no longer the one chosen."""
         if reader_sha256 and self.reader_sha256 and self.reader_sha256 != reader_sha256:
             log.warning(
                 "%s was fitted for other reader weights: re-run `python -m training.calibrate`", self.source
@@ -70,6 +75,12 @@ class Calibration:
             log.warning(
                 "%s was fitted reading %s passages, not %s: confidences shift",
                 self.source, self.read_passages, read_passages,
+            )  # fmt: skip
+        if embedding_model and self.embedding_model and self.embedding_model != embedding_model:
+            log.warning(
+                "%s was fitted with embedding model %r, not %r: confidences shift; re-run "
+                "`python -m training.calibrate`",
+                self.source, self.embedding_model, embedding_model,
             )  # fmt: skip
 
     @classmethod
@@ -96,6 +107,7 @@ class Calibration:
                 float(fitted_weight) if fitted_weight is not None else None,
                 {k: float(v) for k, v in selection.items() if k in SELECTION_FEATURES},
                 int(passages) if passages is not None else None,
+                str(raw["embedding_model"]) if raw.get("embedding_model") else None,
             )
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ModelError(f"{path} is damaged ({exc}); restore it from git") from None

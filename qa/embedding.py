@@ -60,6 +60,20 @@ def resolve_model(name: str) -> str:
     return name
 
 
+def weights_fingerprint(name: str) -> str | None:
+    """Names the state of a local model folder's weight files (their names, sizes and
+    modification times, hashed; nothing is read), so an index notices weights retrained under
+    the same name (``make train-embedder``); None for a name that is not a folder on disk (a
+    Hugging Face cache name) or a folder without weight files."""
+    try:
+        folder = Path(resolve_model(name))
+        files = sorted(f for f in folder.iterdir() if f.suffix in (".safetensors", ".bin") and f.is_file())
+        stamp = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    except (OSError, ModelError):
+        return None
+    return hashlib.sha256(json.dumps(stamp).encode()).hexdigest()[:16] if files else None
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model, loaded lazily and once, never from the network."""
 
@@ -73,6 +87,11 @@ class SentenceTransformerEmbedder:
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def fingerprint(self) -> str | None:
+        """Identifies the weights of a model folder (``weights_fingerprint``)."""
+        return weights_fingerprint(self._name)
 
     @property
     def dim(self) -> int:
@@ -216,10 +235,13 @@ class MeanPoolingModel:
     """
 
     def __init__(self, path: str, max_seq_length: int) -> None:
+        import torch
         from transformers import AutoModel, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.auto_model = AutoModel.from_pretrained(path, local_files_only=True)
+        # fp32 whatever the stored precision: fp16 weights (as ``training/embedder.py`` writes
+        # them) run slower and less exactly on a CPU.
+        self.auto_model = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
         self.max_seq_length = max_seq_length
 
     @classmethod

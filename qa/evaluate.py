@@ -483,6 +483,7 @@ def index_dir_for(
     key = {
         "file_sha256": data.sha256,
         "model": embedder.name,
+        "weights": getattr(embedder, "fingerprint", None),
         "encoding": settings.encoding,
         "chunk_tokens": settings.chunk_tokens,
         "chunk_overlap": settings.chunk_overlap,

@@ -154,6 +154,9 @@ def _load_previous(index_dir: Path, embedder: Embedder, settings: Settings) -> I
     if man["model"]["name"] != embedder.name or man["chunking"] != chunking_settings(settings):
         log.info("model or chunking settings changed: re-embedding everything")
         return None
+    if man["model"].get("weights") != getattr(embedder, "fingerprint", None):
+        log.info("the embedding model's weights changed: re-embedding everything")
+        return None
     return previous
 
 
@@ -240,7 +243,11 @@ def _write_generation(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "model": {"name": embedder.name, "dim": int(embedder.dim)},
+        "model": {
+            "name": embedder.name,
+            "dim": int(embedder.dim),
+            "weights": getattr(embedder, "fingerprint", None),  # qa.embedding.weights_fingerprint
+        },
         "chunking": chunking_settings(settings),
         "vector_index": {"type": index_kind(index), "vectors": int(index.ntotal)},
         "lexical": LEXICAL_PARAMS,

@@ -165,12 +165,14 @@ class SpanModelReader:
         passages: int = 3,
         max_answer_tokens: int = 30,
         dense_weight: float = 0.5,
+        embedding_model: str | None = None,
     ) -> None:
         from qa.span_reader import SpanReader
 
         self._model = SpanReader(path or None, max_answer_tokens=max_answer_tokens, n_best=10)
         self.passages = passages
         self.dense_weight = dense_weight
+        self.embedding_model = embedding_model
         self.calibration = Calibration.load(self._model.path)
         self._checked = False
 
@@ -182,7 +184,9 @@ class SpanModelReader:
         self._model.load()
         if not self._checked:  # warns once if the calibration was fitted for other weights
             self._checked = True
-            self.calibration.check(self._model.info["sha256"], self.dense_weight, self.passages)
+            self.calibration.check(
+                self._model.info["sha256"], self.dense_weight, self.passages, self.embedding_model
+            )
 
     def candidates(self, question: str, hits: Sequence[Hit]) -> list[Candidate]:
         """Read the top ``passages`` hits; one candidate per passage that offers a span."""
@@ -254,4 +258,4 @@ def make_reader(
         return SentenceReader(embedder, passages)
     if kind == "auto" and not SpanReader.available(path or None):
         return SentenceReader(embedder, passages)
-    return SpanModelReader(path, passages, max_answer_tokens, dense_weight)
+    return SpanModelReader(path, passages, max_answer_tokens, dense_weight, embedder.name)

@@ -141,17 +141,19 @@ def test_calibration_file_selection_and_passages(tmp_path: Path, caplog: pytest.
     assert Calibration().selection == DEFAULT_SELECTION
     # The default selection is the unfitted rule: span minus no-answer score, 0.3 less per rank.
     assert Calibration().select({"span_score": 5.0, "null_score": 1.0, "rank": 2.0}) == pytest.approx(3.4)
-    body = {"weights": {"margin": 1.0}, "bias": 0.0, "read_passages": 4,
+    body = {"weights": {"margin": 1.0}, "bias": 0.0, "read_passages": 4, "embedding_model": "model-a",
             "selection": {"overlap": 2.0, "span_score": 1.0, "unknown": 9.0}}  # fmt: skip
     (tmp_path / "calibration.json").write_text(json.dumps(body))
     cal = Calibration.load(tmp_path)
     assert cal.selection == {"overlap": 2.0, "span_score": 1.0}
     assert cal.select({"overlap": 0.5, "span_score": 3.0}) == pytest.approx(4.0)
     with caplog.at_level(logging.WARNING, logger="qa"):
-        cal.check(None, None, 4)
+        cal.check(None, None, 4, "model-a")
         assert not caplog.records
         cal.check(None, None, 3)
-    assert "reading 4 passages, not 3" in caplog.records[0].getMessage()
+        assert "reading 4 passages, not 3" in caplog.records[0].getMessage()
+        cal.check(None, None, 4, "model-b")
+        assert "embedding model 'model-a', not 'model-b'" in caplog.records[1].getMessage()
     body["selection"] = {"overlap": float("nan")}
     (tmp_path / "calibration.json").write_text(json.dumps(body))
     with pytest.raises(ModelError, match="non-finite"):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ def test_build_writes_readable_versioned_files(sample_seeds: Path, fake_settings
     gen = store.current_generation(fake_settings.index_dir)
     manifest = json.loads((gen / "manifest.json").read_text())
     assert manifest["format_version"] == index_mod.FORMAT_VERSION
-    assert manifest["model"] == {"name": "hash-64", "dim": 64}
+    assert manifest["model"] == {"name": "hash-64", "dim": 64, "weights": None}
     assert manifest["chunking"]["chunk_tokens"] == fake_settings.chunk_tokens
     assert {d["doc_id"] for d in manifest["documents"]} == {"page.html", "rivers/nile.txt", "solar.md"}
     assert all(len(d["sha256"]) == 64 for d in manifest["documents"])
@@ -69,6 +70,37 @@ def test_rebuild_reembeds_only_what_changed(sample_seeds: Path, fake_settings) -
     assert emb.embedded == report.embedded == 2  # one chunk each for the new and changed file
     assert all(h.chunk.doc_id != "page.html" for h in qa.search("bread dough yeast", k=10))
     assert "Penguins" in qa.search("penguins southern hemisphere", k=1)[0].chunk.text
+
+
+def test_retrained_weights_under_the_same_name_are_reembedded(sample_seeds: Path, fake_settings) -> None:  # type: ignore[no-untyped-def]
+    emb = CountingEmbedder()
+    emb.fingerprint = "aaaa"  # type: ignore[attr-defined]
+    total = len(build(sample_seeds, fake_settings, emb).data.chunks)
+    emb.embedded = 0
+    assert build(sample_seeds, fake_settings, emb).last_build.up_to_date  # type: ignore[union-attr]
+    emb.fingerprint = "bbbb"  # type: ignore[attr-defined]
+    qa = build(sample_seeds, fake_settings, emb)
+    assert emb.embedded == total
+    assert qa.data.manifest["model"]["weights"] == "bbbb"
+
+
+def test_weights_fingerprint_follows_the_weight_files(tmp_path: Path) -> None:
+    from qa.embedding import weights_fingerprint
+
+    (tmp_path / "config.json").write_text("{}")
+    assert weights_fingerprint(str(tmp_path)) is None  # no weight files
+    assert weights_fingerprint("some-hub-name/not-on-disk") is None
+    (tmp_path / "model.safetensors").write_bytes(b"one")
+    first = weights_fingerprint(str(tmp_path))
+    assert first is not None and len(first) == 16 and weights_fingerprint(str(tmp_path)) == first
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"two")  # same size: the modification time tells them apart
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    second = weights_fingerprint(str(tmp_path))
+    assert second not in (None, first)
+    weights.write_bytes(b"three")  # another size
+    assert weights_fingerprint(str(tmp_path)) not in (None, first, second)
 
 
 def test_changed_hnsw_threshold_switches_the_vector_index_without_reembedding(

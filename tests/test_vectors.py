@@ -225,12 +225,14 @@ def test_other_model_layouts_are_left_to_sentence_transformers(
 
 @pytest.mark.model
 def test_bundled_model_vectors_match_sentence_transformers() -> None:
+    import torch
     from sentence_transformers import SentenceTransformer
 
     from qa.embedding import MeanPoolingModel, SentenceTransformerEmbedder, resolve_model
 
     embedder = SentenceTransformerEmbedder()
     assert isinstance(embedder.model, MeanPoolingModel)
+    assert next(embedder.model.auto_model.parameters()).dtype == torch.float32
     reference = SentenceTransformer(resolve_model(embedder.name), device="cpu")
     texts = [
         "Which missile system did Biden authorize?",

@@ -40,7 +40,7 @@ import numpy as np
 from qa import QA, Settings
 from qa import evaluate as ev
 from qa.calibration import DEFAULT_SELECTION, FEATURES, FILE, SELECTION_FEATURES
-from qa.embedding import make_embedder
+from qa.embedding import make_embedder, weights_fingerprint
 from qa.errors import QAError
 from qa.lexical import LEXICAL_PARAMS
 from qa.metrics import f1_score
@@ -51,12 +51,14 @@ EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 UNINDEXED = 0.2
 
 
-def collect(path: Path, articles: list[str], unindexed: float, limit: int | None) -> list[dict[str, Any]]:
+def collect(
+    path: Path, articles: list[str], unindexed: float, limit: int | None, settings: Settings
+) -> list[dict[str, Any]]:
     """Ask the questions of ``articles`` in ``path`` as ``qa eval`` would, over the whole file;
     one row per question: article, kind, label (1: answerable from the index), the best
     passage's cosine, and the candidates the reader chose among (features, span F1, whether
     the passage is the gold document)."""
-    settings = Settings(reader="model")
+    settings = settings.replace(reader="model")
     data = ev.load_squad(path)
     left_out = ev.choose_unindexed([d.doc_id for d in data.documents], unindexed, 0)
     docs = [d for d in data.documents if d.doc_id not in left_out]
@@ -202,6 +204,7 @@ def _rows_key(reader_sha: str, settings: Settings) -> dict[str, Any]:
     return {
         "reader_sha256": reader_sha,
         **{name: getattr(settings, name) for name in ROWS_SETTINGS},
+        "embedding_weights": weights_fingerprint(settings.model),
         "lexical": json.loads(json.dumps(LEXICAL_PARAMS)),  # as it reads back from JSON
     }
 
@@ -260,17 +263,19 @@ def run() -> None:
     )
     args = ap.parse_args()
     holdout = ev.heldout_articles(args.out)
+    # What the app is configured with (QA_* variables), reading with the reader in --out.
+    settings = Settings.from_env(reader_path=str(args.out))
     reader_sha = sha256_file(args.out / WEIGHTS_FILE)
     t0 = time.time()
     if args.save_rows:  # before minutes of reading, not after
         check_writable(args.save_rows)
     if args.rows:
-        rows = load_rows(args.rows, reader_sha, Settings())
+        rows = load_rows(args.rows, reader_sha, settings)
     else:
-        rows = collect(EVAL / "squad-v1.1-dev-a.json", holdout, UNINDEXED, args.limit)
-        rows += collect(EVAL / "squad-v2.0-dev-a.json", holdout, 0.0, args.limit)
+        rows = collect(EVAL / "squad-v1.1-dev-a.json", holdout, UNINDEXED, args.limit, settings)
+        rows += collect(EVAL / "squad-v2.0-dev-a.json", holdout, 0.0, args.limit, settings)
     if args.save_rows:
-        save_rows(args.save_rows, rows, reader_sha, Settings())
+        save_rows(args.save_rows, rows, reader_sha, settings)
 
     # Honest estimate: two halves of the articles, each scored by the other's fit.
     halves = [set(holdout[0::2]), set(holdout[1::2])]
@@ -285,7 +290,6 @@ def run() -> None:
     chosen = choose(rows, selection)
     weights, bias = fit_with_threshold(chosen, args.answer_rate)
     shipped = [logit(weights, bias, r["features"]) >= 0 for r in chosen]
-    settings = Settings()
     result = {
         "features": list(FEATURES),
         "weights": weights,
@@ -295,6 +299,7 @@ def run() -> None:
         "reader_sha256": reader_sha,
         "dense_weight": settings.dense_weight,
         "read_passages": settings.read_passages,
+        "embedding_model": settings.model,
         "fitted_on": (
             f"{len(rows)} questions of the {len(holdout)} held-out articles ({', '.join(holdout)}): "
             f"v1.1 with {UNINDEXED:g} of paragraphs unindexed, and v2.0"
