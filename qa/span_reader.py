@@ -314,6 +314,12 @@ class SpanReader:
         self._tokenizer = tokenizer
         self._model = model
 
+    def to(self, device: Any) -> SpanReader:
+        """Move the loaded model to a torch device (training scores readers on a GPU)."""
+        self.load()
+        self._model.to(device)
+        return self
+
     @property
     def info(self) -> dict[str, Any]:
         self.load()

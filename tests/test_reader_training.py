@@ -191,6 +191,93 @@ def test_training_from_a_reader_and_averaging_readers(tmp_path: Path) -> None:
         average(["--out", str(tmp_path / "bad"), "--data-dir", str(data), str(a), str(tmp_path)])
 
 
+def test_every_annotated_answer_is_a_label_and_its_mass_is_the_loss() -> None:
+    import torch
+
+    from qa.span_reader import load_tokenizer
+    from training.reader import label_masks, make_features, marginal_nll
+
+    ctx = _PARAS[0][0]
+    q = {
+        "id": "q",
+        "question": "Who designed the Eiffel Tower?",
+        "answers": [  # three annotators, two distinct spans; the repeat counts once
+            {"text": "Gustave Eiffel", "answer_start": ctx.index("Gustave Eiffel")},
+            {
+                "text": "the engineering company of Gustave Eiffel",
+                "answer_start": ctx.index("the engineering"),
+            },
+            {"text": "Gustave Eiffel", "answer_start": ctx.index("Gustave Eiffel")},
+        ],
+    }
+    from training.reader import _example
+
+    ex = _example(q, ctx, "v1.1")
+    assert len(ex["answers"]) == 2 and ex["answer_text"] == "Gustave Eiffel"
+    feats = make_features(load_tokenizer(), [ex], max_length=256, stride=96)
+    spans = feats["spans"][0]
+    assert (feats["starts"][0], feats["ends"][0]) == spans[0]  # the first answer comes first
+    assert len(spans) == 2 and spans[0][1] == spans[1][1] and spans[0][0] != spans[1][0]
+    width = len(feats["ids"][0])
+    ms, me = label_masks(feats, [0], width)
+    assert ms.sum().item() == 2 and me.sum().item() == 1  # two starts, one shared end
+
+    logits = torch.randn(1, width)
+    ce = torch.nn.functional.cross_entropy(logits, torch.tensor([spans[0][0]]))
+    one = torch.zeros_like(ms)
+    one[0, spans[0][0]] = True
+    assert marginal_nll(logits, one).item() == pytest.approx(ce.item(), abs=1e-5)  # one gold: CE
+    assert marginal_nll(logits, ms).item() < ce.item()  # more gold positions, more mass
+
+    unanswerable = _example({**q, "answers": [], "is_impossible": True}, ctx, "v2.0-unanswerable")
+    assert unanswerable["answers"] == []
+    feats = make_features(load_tokenizer(), [unanswerable], max_length=256, stride=96)
+    assert feats["spans"] == [[(0, 0)]]  # no answer: [CLS]
+
+
+@pytest.mark.model  # the bundled encoder's real weights, as a trained reader has
+def test_distillation_from_an_ensemble_of_readers(tmp_path: Path) -> None:
+    import numpy as np
+    import torch
+
+    from training.reader import build_model_for_tests, distill_loss, teacher_targets
+    from training.reader import main as train
+
+    data = _squad(tmp_path)
+    teachers = [build_model_for_tests(tmp_path / f"t{i}", seed=i) for i in range(2)]
+    for folder in teachers:  # as if trained with Article_2 held out
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "holdout": ["Article_2"]}))
+    feats = {"ids": [[101, 2054, 102, 3000, 102], [101, 2054, 102]], "types": [[0, 0, 0, 1, 1], [0, 0, 0]]}
+    feats.update(starts=[3, 0], ends=[3, 0])
+    targets = teacher_targets(teachers, feats, ["Article_2"], torch.device("cpu"), temp=2.0)
+    for (start, end), ids in zip(targets, feats["ids"], strict=True):
+        assert start.shape == end.shape == (len(ids),)  # no padding in a target
+        assert start.sum() == pytest.approx(1.0, abs=1e-5) and end.sum() == pytest.approx(1.0, abs=1e-5)
+    alone = teacher_targets(teachers[:1], feats, ["Article_2"], torch.device("cpu"), temp=2.0)
+    other = teacher_targets(teachers[1:], feats, ["Article_2"], torch.device("cpu"), temp=2.0)
+    assert np.allclose(targets[0][0], (alone[0][0] + other[0][0]) / 2, atol=1e-6)  # the mean
+    with pytest.raises(SystemExit, match="did not hold out this run's articles"):
+        teacher_targets(teachers, feats, ["Article_1"], torch.device("cpu"), temp=2.0)
+
+    logits = torch.randn(3, 7)
+    same = torch.softmax(logits / 2.0, -1)
+    assert distill_loss(logits, same, 2.0).item() == pytest.approx(0.0, abs=1e-5)
+    assert distill_loss(logits, torch.softmax(-logits, -1), 2.0).item() > 0.1
+
+    out = tmp_path / "student"
+    rc = train([
+        "--out", str(out), "--work", str(tmp_path / "work"), "--data-dir", str(data),
+        "--holdout", "Article_2", "--teacher", str(teachers[0]), "--teacher", str(teachers[1]),
+        "--all-answers", "--epochs", "1", "--max-steps", "1", "--batch-size", "4", "--device", "cpu",
+        "--eval-limit", "0",
+    ])  # fmt: skip
+    assert rc == 0
+    settings = json.loads((out / "config.json").read_text())["settings"]
+    assert settings["all_answers"] is True and settings["kd_alpha"] == 0.5
+    assert [t.split(" ")[0] for t in settings["teachers"]] == [str(t) for t in teachers]
+
+
 def test_paired_gain_of_one_reader_over_another() -> None:
     from training.average import paired_gain
 

@@ -83,6 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data-dir", default=str(DATA_DIR))
     p.add_argument("--eval-limit", type=int, default=None, help="cap on held-out questions")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="torch device to score the readers on")
     args = p.parse_args(argv)
     if len(args.readers) < 2:
         p.error("give two or more reader folders")
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("no held-out questions to score the readers on")
     scores, per_question = [], []
     for folder in args.readers:
-        got, secs = question_scores(SpanReader(folder, **kw), heldout_q)
+        got, secs = question_scores(SpanReader(folder, **kw).to(args.device), heldout_q)
         per_question.append([f for _, f in got])
         scores.append(summarise(got, secs))
         log(f"{folder}: held-out {scores[-1]}")
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         "holdout": holdout,
     }
     wpath = export(model, args.out, configs[0]["bert"], meta)
-    got, secs = question_scores(SpanReader(args.out, **kw), heldout_q)
+    got, secs = question_scores(SpanReader(args.out, **kw).to(args.device), heldout_q)
     result = summarise(got, secs)
     log(f"average: held-out {result}")
     gains = [paired_gain([f for _, f in got], base) for base in per_question]

@@ -116,12 +116,14 @@ def load_squad(path: Path) -> list[dict[str, Any]]:
 def _example(q: dict[str, Any], ctx: str, source: str, **extra: Any) -> dict[str, Any]:
     """A training example from a SQuAD question: its first answer, or none when unanswerable."""
     answer = q["answers"][0] if q.get("answers") and not q.get("is_impossible") else None
+    every = dict.fromkeys((a["answer_start"], a["text"]) for a in q["answers"]) if answer else {}
     return {
         "id": q["id"],
         "question": q["question"],
         "context": ctx,
         "answer_start": answer["answer_start"] if answer else None,
         "answer_text": answer["text"] if answer else "",
+        "answers": list(every),
         **extra,
         "source": source,
     }
@@ -201,6 +203,7 @@ def build_data(
                     "context": d,
                     "answer_start": None,
                     "answer_text": "",
+                    "answers": [],
                     "source": "distractor",
                 }
             )
@@ -243,14 +246,28 @@ def bm25_distractors(questions: list[str], golds: list[str], corpus: list[str]) 
     return out
 
 
+def token_span(enc: Any, j: int, a0: int, a1: int) -> tuple[int, int]:
+    """Window ``j``'s token positions of characters ``a0:a1``; (0, 0) when not wholly inside."""
+    seq = enc.sequence_ids(j)
+    offs = enc["offset_mapping"][j]
+    ctx = [i for i, s in enumerate(seq) if s == 1]
+    if not ctx or offs[ctx[0]][0] > a0 or offs[ctx[-1]][1] < a1:
+        return 0, 0
+    sp = next(i for i in ctx if offs[i][1] > a0)
+    ep = next(i for i in reversed(ctx) if offs[i][0] < a1)
+    return (sp, ep) if ep >= sp else (0, 0)
+
+
 def make_features(
     tokenizer: Any, examples: list[dict[str, Any]], max_length: int, stride: int
 ) -> dict[str, Any]:
-    """Token ids, type ids and start/end labels (0 = [CLS] = no answer) for every window."""
+    """Token ids, type ids and start/end labels (0 = [CLS] = no answer) for every window; the
+    first answer's label, and under ``spans`` the distinct labels of all the annotators' answers."""
     ids: list[list[int]] = []
     types: list[list[int]] = []
     starts: list[int] = []
     ends: list[int] = []
+    spans: list[list[tuple[int, int]]] = []
     chunk = 512
     for b in range(0, len(examples), chunk):
         part = examples[b : b + chunk]
@@ -266,20 +283,15 @@ def make_features(
             sp = ep = 0
             if ex["answer_start"] is not None:
                 a0 = ex["answer_start"]
-                a1 = a0 + len(ex["answer_text"])
-                seq = enc.sequence_ids(j)
-                offs = enc["offset_mapping"][j]
-                ctx = [i for i, s in enumerate(seq) if s == 1]
-                if ctx and offs[ctx[0]][0] <= a0 and offs[ctx[-1]][1] >= a1:
-                    sp = next(i for i in ctx if offs[i][1] > a0)
-                    ep = next(i for i in reversed(ctx) if offs[i][0] < a1)
-                    if ep < sp:
-                        sp = ep = 0
+                sp, ep = token_span(enc, j, a0, a0 + len(ex["answer_text"]))
+            every = [token_span(enc, j, a0, a0 + len(t)) for a0, t in ex.get("answers", [])]
+            every = [x for x in dict.fromkeys(every) if x != (0, 0)]
             ids.append(enc["input_ids"][j])
             types.append(enc["token_type_ids"][j])
             starts.append(sp)
             ends.append(ep)
-    return {"ids": ids, "types": types, "starts": starts, "ends": ends}
+            spans.append(every or [(0, 0)])
+    return {"ids": ids, "types": types, "starts": starts, "ends": ends, "spans": spans}
 
 
 def make_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -308,6 +320,68 @@ def collate(feats: dict[str, Any], batch: list[int]) -> tuple[torch.Tensor, ...]
     sp = torch.tensor([feats["starts"][i] for i in batch])
     ep = torch.tensor([feats["ends"][i] for i in batch])
     return ids, am, tt, sp, ep
+
+
+def label_masks(feats: dict[str, Any], batch: list[int], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boolean masks of every annotated answer's start and end positions (``--all-answers``)."""
+    ms = torch.zeros((len(batch), width), dtype=torch.bool)
+    me = torch.zeros_like(ms)
+    for r, i in enumerate(batch):
+        for a, b in feats["spans"][i]:
+            ms[r, a] = True
+            me[r, b] = True
+    return ms, me
+
+
+def marginal_nll(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of -log of the probability mass on the masked (gold) positions."""
+    gold = logits.masked_fill(~mask, float("-inf"))
+    return (torch.logsumexp(logits, -1) - torch.logsumexp(gold, -1)).mean()
+
+
+def teacher_targets(
+    folders: list[Path], feats: dict[str, Any], holdout: list[str], device: torch.device, temp: float
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per window, the teachers' mean start and end distributions at temperature ``temp``
+    (ensemble distillation). Every teacher must hold out this run's articles."""
+    n = len(feats["ids"])
+    sums = [(np.zeros(len(x), np.float32), np.zeros(len(x), np.float32)) for x in feats["ids"]]
+    order = sorted(range(n), key=lambda i: len(feats["ids"][i]))
+    for folder in folders:
+        state, config = load_reader_folder(folder)
+        if sorted(config.get("holdout", [])) != sorted(holdout):
+            raise SystemExit(f"--teacher: {folder} did not hold out this run's articles")
+        model = build_model(config["bert"])
+        model.load_state_dict(state, strict=False)
+        model.to(device).eval()
+        with torch.inference_mode():
+            for b in range(0, n, 128):
+                batch = order[b : b + 128]
+                ids, am, tt, _, _ = (t.to(device) for t in collate(feats, batch))
+                pad = am == 0
+                for k, z in enumerate(model(ids, am, tt)):
+                    prob = torch.softmax(z.float().masked_fill(pad, float("-inf")) / temp, -1).cpu().numpy()
+                    for r, i in enumerate(batch):
+                        acc = sums[i][k]
+                        acc += prob[r, : len(acc)]
+        del model
+    return [(a / len(folders), b / len(folders)) for a, b in sums]
+
+
+def distill_loss(logits: torch.Tensor, target: torch.Tensor, temp: float) -> torch.Tensor:
+    """temp² · KL(teacher || student) at temperature ``temp``, mean over the batch."""
+    logq = torch.log_softmax(logits / temp, -1)
+    kl = (target * (torch.log(target.clamp_min(1e-12)) - logq)).sum(-1)
+    return temp * temp * kl.mean()
+
+
+def pad_targets(
+    targets: list[tuple[np.ndarray, np.ndarray]], batch: list[int], width: int, k: int
+) -> torch.Tensor:
+    out = torch.zeros((len(batch), width))
+    for r, i in enumerate(batch):
+        out[r, : len(targets[i][k])] = torch.from_numpy(targets[i][k])
+    return out
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -465,9 +539,22 @@ def write_card(out: Path, meta: dict[str, Any]) -> None:
     keys: tuple[str, ...] = ("epochs", "lr", "batch_size", "warmup_frac", "weight_decay", "max_length")
     keys += ("stride", "max_answer_tokens", "seed", "limit", "max_steps", "threads", "total_steps")
     lines += [f"- {k}: {s.get(k)}" for k in keys]
+    label = (
+        "-log of the probability on any annotator's answer position (`--all-answers`)"
+        if s.get("all_answers")
+        else "cross-entropy to the first answer"
+    )
+    loss = f"the mean of the start and end {label}"
+    if s.get("teachers"):
+        loss = (
+            f"{1 - s['kd_alpha']:g} x {loss} + {s['kd_alpha']:g} x T^2 KL(teachers || student) at "
+            f"temperature T = {s['kd_temp']:g}, the target being the mean start and end distribution "
+            f"of {len(s['teachers'])} teacher readers (`--teacher`): "
+            + "; ".join(f"`{t}`" for t in s["teachers"])
+        )
     lines += [
         "- AdamW, linear warmup then linear decay to 0 at `total_steps`, grad-norm clip 1.0, dynamic",
-        "  padding with length-bucketed batches; loss = mean of start and end cross-entropy.",
+        f"  padding with length-bucketed batches; loss: {loss}.",
         f"- Steps run: {meta.get('steps', '?')}; training time {meta.get('train_minutes', '?')} min"
         f" (wall clock, evaluation excluded) on {meta.get('hardware', '?')}.",
     ]
@@ -508,7 +595,7 @@ def write_card(out: Path, meta: dict[str, Any]) -> None:
         lines += [
             "",
             f"CPU inference, shipped weights, one question and one paragraph per call, {fin.get('threads')}",
-            f"torch threads: median {fin['ms_per_passage']} ms per passage (on the 2-core training machine).",
+            f"torch threads: median {fin['ms_per_passage']} ms per passage (on the training machine's CPU).",
         ]
     lines += [
         "",
@@ -619,7 +706,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--train-until",
         default=None,
-        help="HH:MM local time: stop training then (LR decays to 0 by it), evaluate and ship",
+        help="HH:MM[:SS] local time: stop training then (LR decays to 0 by it), evaluate and ship",
     )
     p.add_argument(
         "--init",
@@ -630,6 +717,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--card-only", action="store_true", help="rewrite README.md from the work log only")
     p.add_argument("--note", action="append", default=[], help="a line for the model card (repeatable)")
     p.add_argument("--holdout", default=",".join(HOLDOUT), help="comma-separated held-out titles")
+    p.add_argument(
+        "--all-answers",
+        action="store_true",
+        help="loss: probability mass on any annotator's answer span, not only the first answer's",
+    )
+    p.add_argument(
+        "--teacher",
+        action="append",
+        default=[],
+        type=Path,
+        help="reader folder to distil from (repeatable: their mean distribution is the target)",
+    )
+    p.add_argument("--kd-alpha", type=float, default=0.5, help="weight of the distillation loss")
+    p.add_argument("--kd-temp", type=float, default=2.0, help="distillation temperature")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--ckpt-minutes", type=float, default=10.0)
@@ -675,6 +776,9 @@ def main(argv: list[str] | None = None) -> int:
     counts["mean_feature_tokens"] = round(sum(lengths) / max(1, len(lengths)), 1)
     log(f"data: {json.dumps(counts)}")
 
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    targets = teacher_targets(args.teacher, feats, holdout, device, args.kd_temp) if args.teacher else None
     model, bert_cfg = base_reader_model()
     init_sha = load_init(model, Path(args.init), holdout) if args.init else None
     model.to(device)
@@ -721,6 +825,16 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "total_steps": total_steps,
         **({"init": f"{args.init} (sha256 {init_sha})"} if args.init else {}),
+        **({"all_answers": True} if args.all_answers else {}),
+        **(
+            {
+                "teachers": [f"{t} (sha256 {sha256_file(t / WEIGHTS_FILE)})" for t in args.teacher],
+                "kd_alpha": args.kd_alpha,
+                "kd_temp": args.kd_temp,
+            }
+            if args.teacher
+            else {}
+        ),
     }
     state: dict[str, Any] = {
         "epoch": 0,
@@ -733,13 +847,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     deadline: float | None = None
     if args.train_until:
-        hh, mm = (int(x) for x in args.train_until.split(":"))
+        hh, mm, ss = (int(x) for x in (args.train_until + ":0").split(":")[:3])
         now = dt.datetime.now()
-        target = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+        target = now.replace(hour=hh, minute=mm, second=ss, microsecond=0)
         if target < now - dt.timedelta(hours=12):
             target += dt.timedelta(days=1)
         deadline = target.timestamp()
-        settings["train_until"] = target.isoformat(timespec="minutes")
+        settings["train_until"] = target.isoformat(timespec="seconds")
     if (args.resume or args.export_only) and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(ck["model"])
@@ -804,9 +918,18 @@ def main(argv: list[str] | None = None) -> int:
             lr_now = args.lr * lr_factor(state["step"])
             for g in opt.param_groups:
                 g["lr"] = lr_now
-            ids, am, tt, sp, ep = (t.to(device) for t in collate(feats, batches[bi]))
+            batch = batches[bi]
+            ids, am, tt, sp, ep = (t.to(device) for t in collate(feats, batch))
             s_log, e_log = model(ids, am, tt)
-            loss = (ce(s_log, sp) + ce(e_log, ep)) / 2
+            if args.all_answers:
+                ms, me = (m.to(device) for m in label_masks(feats, batch, ids.shape[1]))
+                loss = (marginal_nll(s_log, ms) + marginal_nll(e_log, me)) / 2
+            else:
+                loss = (ce(s_log, sp) + ce(e_log, ep)) / 2
+            if targets is not None:
+                ts, te = (pad_targets(targets, batch, ids.shape[1], k).to(device) for k in (0, 1))
+                kd = (distill_loss(s_log, ts, args.kd_temp) + distill_loss(e_log, te, args.kd_temp)) / 2
+                loss = (1 - args.kd_alpha) * loss + args.kd_alpha * kd
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -882,10 +1005,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # ------------------------------------------------------------------ final evaluation + export
     model.eval()
-    model.to("cpu")
     fp32_reader = SpanReader.from_model(model, tokenizer, **reader_kw)
     fin: dict[str, Any] = {"threads": args.threads}
     fin["fp32"] = evaluate(fp32_reader, heldout_q)
+    model.to("cpu")
     epochs_log = list(state["epochs_log"])
     if state.get("partial") and state["epoch"] < args.epochs:
         epochs_log.append({**state["partial"], "heldout": fin["fp32"]})
@@ -898,11 +1021,11 @@ def main(argv: list[str] | None = None) -> int:
         "train_minutes": round(state["train_seconds"] / 60, 1),
     }
     wpath = export(model, out, bert_cfg, meta)
-    shipped = SpanReader(out, **reader_kw)
-    shipped.load()
+    shipped = SpanReader(out, **reader_kw).to(device)  # scores do not depend on the device
     fin["shipped"] = evaluate(shipped, heldout_q)
     if heldout_q:
         fin["distractor"] = evaluate_with_distractor(shipped, heldout_q, heldout_paras)
+        shipped.to("cpu")  # the timing is CPU's
         fin["ms_per_passage"] = time_per_passage(shipped, heldout_q)
     log(
         f"final held-out: fp32 {fin['fp32']}, shipped fp16 {fin['shipped']}, "
