@@ -259,6 +259,18 @@ def test_distillation_from_an_ensemble_of_readers(tmp_path: Path) -> None:
     assert np.allclose(targets[0][0], (alone[0][0] + other[0][0]) / 2, atol=1e-6)  # the mean
     with pytest.raises(SystemExit, match="did not hold out this run's articles"):
         teacher_targets(teachers, feats, ["Article_1"], torch.device("cpu"), temp=2.0)
+    narrow = json.loads((teachers[1] / "config.json").read_text())
+    narrow["bert"]["hidden_size"] = 192  # weights of another shape
+    (tmp_path / "narrow").mkdir()
+    (tmp_path / "narrow" / "config.json").write_text(json.dumps(narrow))
+    (tmp_path / "narrow" / "reader.safetensors").write_bytes(
+        (teachers[1] / "reader.safetensors").read_bytes()
+    )
+    with pytest.raises(SystemExit, match=r"--teacher: .*narrow does not fit"):
+        teacher_targets([tmp_path / "narrow"], feats, ["Article_2"], torch.device("cpu"), temp=2.0)
+    for bad in (["--kd-alpha", "1.5"], ["--kd-temp", "0"]):
+        with pytest.raises(SystemExit):
+            train(["--out", str(tmp_path / "x"), *bad])
 
     logits = torch.randn(3, 7)
     same = torch.softmax(logits / 2.0, -1)

@@ -21,8 +21,12 @@ mkdir -p "$work"
 train() {  # name seed extra-args...
   local name=$1 seed=$2
   shift 2
-  "$py" -m training.reader --out "$work/$name" --work "$work/$name-work" --epochs 4 --lr 2e-4 \
-    --batch-size 32 --seed "$seed" --log-every 100 "$@" >"$work/$name.log" 2>&1
+  if ! "$py" -m training.reader --out "$work/$name" --work "$work/$name-work" --epochs 4 --lr 2e-4 \
+    --batch-size 32 --seed "$seed" --log-every 100 "$@" >"$work/$name.log" 2>&1; then
+    echo "$name failed (log: $work/$name.log):" >&2
+    tail -n 5 "$work/$name.log" >&2
+    return 1
+  fi
   echo "$name: $(grep 'final held-out' "$work/$name.log" | cut -c12-200)"
 }
 run_all() {  # "name seed [args]" lines on stdin, $jobs at a time

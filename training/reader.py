@@ -352,7 +352,7 @@ def teacher_targets(
         if sorted(config.get("holdout", [])) != sorted(holdout):
             raise SystemExit(f"--teacher: {folder} did not hold out this run's articles")
         model = build_model(config["bert"])
-        model.load_state_dict(state, strict=False)
+        fit_state(model, state, f"--teacher: {folder}")
         model.to(device).eval()
         with torch.inference_mode():
             for b in range(0, n, 128):
@@ -655,11 +655,19 @@ def load_init(model: torch.nn.Module, folder: Path, holdout: list[str]) -> str:
             f"--init: {folder} held out {sorted(held)}, this run holds out {sorted(holdout)}: "
             "it may have trained on this run's held-out articles"
         )
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    fit_state(model, state, f"--init: {folder}")
+    return sha256_file(folder / WEIGHTS_FILE)
+
+
+def fit_state(model: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Load a reader's weights into ``model``, or stop with a message naming ``what`` misfits."""
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # a tensor of another shape
+        raise SystemExit(f"{what} does not fit: {str(exc).splitlines()[0]}") from None
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing or unexpected:
-        raise SystemExit(f"--init: {folder} does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    return sha256_file(folder / WEIGHTS_FILE)
+        raise SystemExit(f"{what} does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
 
 def build_model_for_tests(out: Path, seed: int = 0) -> Path:
@@ -735,7 +743,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--ckpt-minutes", type=float, default=10.0)
     p.add_argument("--log-every", type=int, default=20)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not 0.0 <= args.kd_alpha <= 1.0:
+        p.error("--kd-alpha must be between 0 and 1")
+    if args.kd_temp <= 0:
+        p.error("--kd-temp must be above 0")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
