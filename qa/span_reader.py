@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ MAX_QUESTION_TOKENS = 64
 
 _LEAD_STRIP = " \t\r\n,;:.!?"
 _TRAIL_STRIP = " \t\r\n,;:!?"
+_ROMAN = re.compile(r"(?:i{1,3}|iv|vi{0,3}|ix|x|I{1,3}|IV|VI{0,3}|IX|X)")
 _PAIRS = {"(": ")", "[": "]", "{": "}", '"': '"', "“": "”", "‘": "’", "'": "'"}
 
 
@@ -143,6 +145,22 @@ def tidy_span(text: str, start: int, end: int) -> tuple[int, int]:
     if s >= e:
         return start, end
     return s, e
+
+
+def is_list_marker(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` is a line's enumerator ("2." / "b)" / "iv.") and not content:
+    a short number or letter alone at the start of its line, followed by "." or ")" and a space."""
+    token = text[start:end]
+    if not (
+        (token.isdigit() and len(token) <= 3)  # "2." but not a year: "1989. The wall fell"
+        or (len(token) == 1 and token.isalpha())
+        or _ROMAN.fullmatch(token)
+    ):
+        return False
+    if text[text.rfind("\n", 0, start) + 1 : start].strip():
+        return False  # words before it on its line: content ("version 2. ...")
+    after = text[end : end + 2]
+    return after[:1] in (".", ")") and after[1:2] in ("", " ", "\t", "\n", "\r")
 
 
 def featurize(
@@ -393,6 +411,8 @@ class SpanReader:
             text = pairs[todo[k]][1]
             for score, cs, ce in spans:
                 ts, te = tidy_span(text, cs, ce)
+                if is_list_marker(text, ts, te):
+                    continue
                 if best.get((ts, te), float("-inf")) < score:
                     best[(ts, te)] = score
             per_pair[k] = (best, min(nmin, null))

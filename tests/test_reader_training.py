@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from qa.errors import ModelError
-from qa.span_reader import PassageReading, Span, SpanReader, tidy_span
+from qa.span_reader import PassageReading, Span, SpanReader, is_list_marker, tidy_span
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "seeds" / "000_c905c3656ea7082f.txt"
@@ -330,6 +330,24 @@ def test_tidy_span_trims_punctuation_but_keeps_abbreviations() -> None:
     assert text[s:e] == "Paris, France"
     s, e = tidy_span(text, text.index("U.S."), text.index("U.S.") + 4)
     assert text[s:e] == "U.S."
+
+
+def test_list_enumerators_are_not_answers() -> None:
+    text = (
+        "Sources\n\n  1. Biden authorizes\n  2. Another\nb) item\niv. fourth\n"
+        "1989. The wall fell\nversion 2. is out"
+    )
+
+    def at(word: str, nth: int = 0) -> bool:
+        start = -1
+        for _ in range(nth + 1):
+            start = text.index(word, start + 1)
+        return is_list_marker(text, start, start + len(word))
+
+    assert at("1") and at("2") and at("b") and at("iv")
+    assert not at("1989")  # a year opening a line is content
+    assert not at("2", 1)  # "version 2." has words before it on its line
+    assert not at("Biden") and not at("Sources")
 
 
 @pytest.mark.model

@@ -53,6 +53,16 @@ def test_questions_the_article_does_not_cover_are_not_found(qa: QA, question: st
     assert answer.citations == []
 
 
+def test_a_list_number_is_never_the_answer(qa: QA) -> None:
+    from qa.span_reader import is_list_marker
+
+    # the article gives no date; its numbered list of sources once made the reader quote "2"
+    answer = qa.ask("When did Biden authorize the missiles?")
+    for cite in answer.citations:
+        source = (ROOT / "seeds" / cite.doc_id).read_text(encoding="utf-8")
+        assert not is_list_marker(source, cite.start, cite.end), cite.quote
+
+
 def test_embeddings_are_normalised_float32(qa: QA) -> None:
     import numpy as np
 
