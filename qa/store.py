@@ -108,14 +108,28 @@ def publish(index_dir: Path, tmp_gen: Path) -> Path:
 
 
 def clean_stale(index_dir: Path) -> None:
-    """Remove half-written generations left by a crashed build (call with the lock held)."""
-    if index_dir.is_dir():
-        for old in index_dir.iterdir():
-            if old.name.startswith(".building-") and old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
-            elif old.name.startswith(f".{POINTER}.tmp-"):
-                with contextlib.suppress(OSError):
-                    old.unlink()
+    """Remove what a crashed build left (call with the lock held): half-written generations,
+    and generations that are neither live nor the live one's predecessor (a build killed while
+    publishing: before ``CURRENT`` named its generation, or before it pruned the old ones)."""
+    if not index_dir.is_dir():
+        return
+    for old in index_dir.iterdir():
+        if old.name.startswith(".building-") and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        elif old.name.startswith(f".{POINTER}.tmp-"):
+            with contextlib.suppress(OSError):
+                old.unlink()
+    try:
+        live = current_generation(index_dir).name
+    except (IndexMissingError, IndexCorruptError):
+        return  # nothing is live: keep every generation for the build (or a person) to judge
+    # generation names sort by the time they were published
+    gens = sorted(p.name for p in index_dir.iterdir() if p.name.startswith("gen-") and p.is_dir())
+    older = [g for g in gens if g < live]
+    keep = {live, *older[-1:]}
+    for name in gens:
+        if name not in keep:
+            shutil.rmtree(index_dir / name, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -185,6 +185,22 @@ def test_failed_build_leaves_previous_index_live(sample_seeds: Path, fake_settin
     assert leftovers == []
 
 
+def test_a_build_cleans_what_a_build_killed_while_publishing_left(tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    names = [f"gen-20261126T1000{i:02d}-000000000" for i in range(4)]
+    for name in names:
+        (index / name).mkdir(parents=True)
+    (index / ".building-x").mkdir()
+    store.write_atomic(index / store.POINTER, (names[2] + "\n").encode())
+    # names[0]: pruning was cut short; names[3]: published, but CURRENT never named it
+    store.clean_stale(index)
+    assert sorted(p.name for p in index.iterdir() if p.is_dir()) == [names[1], names[2]]
+    assert store.current_generation(index).name == names[2]
+    (index / store.POINTER).unlink()  # nothing live: nothing is judged stale
+    store.clean_stale(index)
+    assert sorted(p.name for p in index.iterdir() if p.is_dir()) == [names[1], names[2]]
+
+
 def test_second_build_is_refused_by_the_lock(sample_seeds: Path, fake_settings) -> None:  # type: ignore[no-untyped-def]
     with (
         store.build_lock(fake_settings.index_dir),
