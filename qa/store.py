@@ -100,11 +100,15 @@ def publish(index_dir: Path, tmp_gen: Path) -> Path:
         previous = current_generation(index_dir).name
     write_atomic(index_dir / POINTER, (name + "\n").encode())
     # Keep the predecessor: a process that read CURRENT a moment ago may still open it.
-    keep = {name, previous}
-    for old in index_dir.iterdir():
-        if old.is_dir() and (old.name.startswith("gen-") and old.name not in keep):
-            shutil.rmtree(old, ignore_errors=True)
+    _drop_generations(index_dir, keep={name, previous})
     return final
+
+
+def _drop_generations(index_dir: Path, keep: set[str | None]) -> None:
+    """Remove every generation folder whose name is not in ``keep``."""
+    for old in index_dir.iterdir():
+        if old.is_dir() and old.name.startswith("gen-") and old.name not in keep:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def clean_stale(index_dir: Path) -> None:
@@ -123,13 +127,9 @@ def clean_stale(index_dir: Path) -> None:
         live = current_generation(index_dir).name
     except (IndexMissingError, IndexCorruptError):
         return  # nothing is live: keep every generation for the build (or a person) to judge
-    # generation names sort by the time they were published
-    gens = sorted(p.name for p in index_dir.iterdir() if p.name.startswith("gen-") and p.is_dir())
-    older = [g for g in gens if g < live]
-    keep = {live, *older[-1:]}
-    for name in gens:
-        if name not in keep:
-            shutil.rmtree(index_dir / name, ignore_errors=True)
+    # generation names sort by the time they were published: the predecessor is the newest older one
+    older = [p.name for p in index_dir.iterdir() if p.name.startswith("gen-") and p.name < live]
+    _drop_generations(index_dir, keep={live, max(older, default=None)})
 
 
 @contextlib.contextmanager

@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data-dir", default=str(DATA_DIR))
     p.add_argument("--eval-limit", type=int, default=None, help="cap on held-out questions")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--device", default="cpu", help="torch device to score the readers on")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to score the readers")
     args = p.parse_args(argv)
     if len(args.readers) < 2:
         p.error("give two or more reader folders")
