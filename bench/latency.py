@@ -4,6 +4,10 @@ The floor is one forward pass of the embedding model's transformer (``BertModel.
 the already-tokenised question, run the way the engine runs a query (one thread); pooling,
 normalisation and tokenisation count against the engine. ``search`` adds those, FAISS, BM25
 and fusion; ``ask`` adds the reader (answer selection), which is reported on its own.
+
+With the span reader, ``ask`` is also timed reading every one of its ``read_passages`` passages
+(``read_gap`` off), interleaved with the rest, so the ratio shows what skipping the passages far
+behind the best one saves.
 """
 
 from __future__ import annotations
@@ -56,19 +60,24 @@ def run(name: str, qa: QA, questions: list[Question], repeats: int) -> tuple[dic
     t_floor: list[float] = []
     t_search: list[float] = []
     t_ask: list[float] = []
+    t_ask_all: list[float] = []
     stages: dict[str, list[float]] = {s: [] for s in STAGES}
     pre_reader: list[float] = []
-    steps = ("floor", "search", "ask")
+    gap = getattr(qa.reader, "read_gap", None)  # the span reader's; the sentence reader has none
+    steps = ("floor", "search", "ask", "ask_all") if gap is not None else ("floor", "search", "ask")
     for r in range(repeats):
         for i, q in enumerate(questions):
             # Rotate the order so no step always runs with warm caches from the one before.
-            for step in steps[(i + r) % 3 :] + steps[: (i + r) % 3]:
+            turn = (i + r) % len(steps)
+            for step in steps[turn:] + steps[:turn]:
                 if step == "floor":
                     t_floor.append(floor(q.text))
                 elif step == "search":
                     t0 = time.perf_counter()
                     qa.search(q.text)
                     t_search.append(time.perf_counter() - t0)
+                elif step == "ask_all" and gap is not None:
+                    t_ask_all.append(_ask_reading_all(qa, q.text, gap))
                 else:
                     t0 = time.perf_counter()
                     answer = qa.ask(q.text)
@@ -87,15 +96,33 @@ def run(name: str, qa: QA, questions: list[Question], repeats: int) -> tuple[dic
         "search_ms": {"median": ms(median(t_search)), "p95": ms(percentile(t_search, 0.95))},
         "ask_ms": {"median": ms(median(t_ask)), "p95": ms(percentile(t_ask, 0.95))},
         "ask_without_reader_ms": {"median": ms(median(pre_reader)), "p95": ms(percentile(pre_reader, 0.95))},
+        "read_passages": qa.settings.read_passages,
+        "read_gap": gap,
         "stages_ms": st,
         "search_over_floor": median(t_search) / f,
         "ask_without_reader_over_floor": median(pre_reader) / f,
         "load": load_line(),
     }
+    if t_ask_all:
+        all_p95 = ms(percentile(t_ask_all, 0.95))
+        result["ask_reading_all_ms"] = {"median": ms(median(t_ask_all)), "p95": all_p95}
+        result["ask_over_ask_reading_all"] = median(t_ask) / median(t_ask_all)
     rows = [
         ["floor: one forward pass (BertModel, 1 thread)", ms(f), ms(percentile(t_floor, 0.95)), 1.0],
         ["search (k=5)", ms(median(t_search)), ms(percentile(t_search, 0.95)), median(t_search) / f],
         ["ask", ms(median(t_ask)), ms(percentile(t_ask, 0.95)), ""],
+        *(
+            [
+                [
+                    f"ask reading all {qa.settings.read_passages} passages (read_gap {gap:g} off)",
+                    ms(median(t_ask_all)),
+                    ms(percentile(t_ask_all, 0.95)),
+                    f"ask = {median(t_ask) / median(t_ask_all):.2f}x this",
+                ]
+            ]
+            if t_ask_all
+            else []
+        ),
         [
             "ask minus answer selection",
             ms(median(pre_reader)),
@@ -121,3 +148,14 @@ def run(name: str, qa: QA, questions: list[Question], repeats: int) -> tuple[dic
         )
     ]
     return result, md
+
+
+def _ask_reading_all(qa: QA, question: str, gap: float) -> float:
+    """Seconds for ``qa.ask`` with the reader reading all its passages, whatever their scores."""
+    qa.reader.read_gap = 2.0  # type: ignore[attr-defined]  # the widest gap the setting allows
+    try:
+        t0 = time.perf_counter()
+        qa.ask(question)
+        return time.perf_counter() - t0
+    finally:
+        qa.reader.read_gap = gap  # type: ignore[attr-defined]

@@ -43,6 +43,7 @@ class Calibration:
     selection: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SELECTION))
     read_passages: int | None = None  # how many passages the reader read when it was fitted
     embedding_model: str | None = None  # the embedding model (its cosines are features)
+    read_gap: float | None = None  # how far behind the best passage a passage was still read
 
     def select(self, features: dict[str, float]) -> float:
         """A passage's selection score: the reader quotes the passage that scores highest."""
@@ -58,10 +59,11 @@ class Calibration:
         dense_weight: float | None,
         read_passages: int | None = None,
         embedding_model: str | None = None,
+        read_gap: float | None = None,
     ) -> None:
         """Log a warning when fitted for other reader weights, another fusion weight, another
-        number of passages read or another embedding model: the app keeps answering, but its
-        threshold is no longer the one chosen."""
+        number of passages read (or gap to the best one) or another embedding model: the app
+        keeps answering, but its threshold is no longer the one chosen."""
         if reader_sha256 and self.reader_sha256 and self.reader_sha256 != reader_sha256:
             log.warning(
                 "%s was fitted for other reader weights: re-run `python -m training.calibrate`", self.source
@@ -75,6 +77,11 @@ class Calibration:
             log.warning(
                 "%s was fitted reading %s passages, not %s: confidences shift",
                 self.source, self.read_passages, read_passages,
+            )  # fmt: skip
+        if read_gap is not None and self.read_gap not in (None, read_gap):
+            log.warning(
+                "%s was fitted reading passages within %s of the best, not %s: confidences shift",
+                self.source, self.read_gap, read_gap,
             )  # fmt: skip
         if embedding_model and self.embedding_model and self.embedding_model != embedding_model:
             log.warning(
@@ -99,6 +106,7 @@ class Calibration:
             fitted_weight = raw.get("dense_weight")
             selection = raw.get("selection") or DEFAULT_SELECTION
             passages = raw.get("read_passages")
+            gap = raw.get("read_gap")
             calibration = cls(
                 weights,
                 bias,
@@ -108,10 +116,11 @@ class Calibration:
                 {k: float(v) for k, v in selection.items() if k in SELECTION_FEATURES},
                 int(passages) if passages is not None else None,
                 str(raw["embedding_model"]) if raw.get("embedding_model") else None,
+                float(gap) if gap is not None else None,
             )
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ModelError(f"{path} is damaged ({exc}); restore it from git") from None
-        numbers = [bias, *weights.values(), *calibration.selection.values()]
+        numbers = [bias, *weights.values(), *calibration.selection.values(), calibration.read_gap or 0.0]
         if not all(math.isfinite(x) for x in numbers):
             raise ModelError(f"{path} holds a non-finite weight; re-run `python -m training.calibrate`")
         calibration.check(reader_sha256, dense_weight)

@@ -35,7 +35,10 @@ class Settings:
     # Reader
     reader: str = "auto"  # "auto" (model if present), "model" or "none" (sentence selection)
     reader_path: str = ""  # empty: the shipped model in qa/models/reader/
-    read_passages: int = 4  # passages the span reader reads per question (training/calibrate.py)
+    read_passages: int = 4  # at most this many passages read per question (training/calibrate.py)
+    # ...and only those whose fused retrieval score is within this of the best one's: a passage
+    # that far behind was never the one quoted, so reading it only cost time (qa/reader.py).
+    read_gap: float = 0.2
     max_answer_tokens: int = 30
     min_confidence: float = 0.5  # below this, found = False (readers are calibrated to 0.5)
     # Input bounds
@@ -81,6 +84,8 @@ class Settings:
             raise ConfigError("dense_weight must be between 0 and 1")
         if not 1 <= self.read_passages <= 50:
             raise ConfigError("read_passages must be from 1 to 50 (the reader takes about 30 ms a passage)")
+        if not 0.0 <= self.read_gap <= 2.0:
+            raise ConfigError("read_gap must be from 0 (read only the best passage) to 2 (read them all)")
         if self.reader not in ("auto", "model", "none"):
             raise ConfigError("reader must be one of: auto, model, none")
         if not 0.0 <= self.min_confidence <= 1.0:

@@ -443,6 +443,7 @@ def _report(
             "candidates": settings.candidates,
             "dense_weight": settings.dense_weight,
             "read_passages": settings.read_passages,
+            "read_gap": settings.read_gap,
             "min_confidence": t,
             "seed": seed,
             "unindexed": unindexed,
@@ -732,7 +733,8 @@ def _articles(value: str | None, settings: Settings) -> list[str] | None:
 #: Settings that change what ``qa eval`` measures; set through QA_* variables they join the command line.
 _MEASURED = (
     "model", "encoding", "chunk_tokens", "chunk_overlap", "top_k", "candidates", "dense_weight",
-    "hnsw_threshold", "reader", "reader_path", "read_passages", "max_answer_tokens", "min_confidence",
+    "hnsw_threshold", "reader", "reader_path", "read_passages", "read_gap", "max_answer_tokens",
+    "min_confidence",
 )  # fmt: skip
 
 

@@ -51,7 +51,7 @@ class QA:
         self._data = data
         self.reader = reader or make_reader(
             settings.reader, embedder, settings.reader_path, settings.read_passages,
-            settings.max_answer_tokens, settings.dense_weight,
+            settings.max_answer_tokens, settings.dense_weight, settings.read_gap,
         )  # fmt: skip
         self._reload_lock = threading.Lock()
         self.last_build: BuildReport | None = None

@@ -155,6 +155,11 @@ class SpanModelReader:
     span's sentence holds) picks one. The weights are fitted by ``training/calibrate.py``
     on articles the reader never trained on; without them, span score minus no-answer
     score less 0.3 per retrieval rank decides.
+
+    Of the top ``passages`` hits it reads only those whose fused retrieval score is within
+    ``read_gap`` of the best hit's. On the held-out SQuAD articles the selection never quoted
+    a passage further behind: with a gap of 0.2 the same passage was chosen for all but 15 of
+    3,346 questions while 2.4 passages were read instead of 4 (the reader's time is per passage).
     """
 
     name = "model"
@@ -166,11 +171,13 @@ class SpanModelReader:
         max_answer_tokens: int = 30,
         dense_weight: float = 0.5,
         embedding_model: str | None = None,
+        read_gap: float = 2.0,
     ) -> None:
         from qa.span_reader import SpanReader
 
         self._model = SpanReader(path or None, max_answer_tokens=max_answer_tokens, n_best=10)
         self.passages = passages
+        self.read_gap = read_gap
         self.dense_weight = dense_weight
         self.embedding_model = embedding_model
         self.calibration = Calibration.load(self._model.path)
@@ -185,15 +192,19 @@ class SpanModelReader:
         if not self._checked:  # warns once if the calibration was fitted for other weights
             self._checked = True
             self.calibration.check(
-                self._model.info["sha256"], self.dense_weight, self.passages, self.embedding_model
-            )
+                self._model.info["sha256"], self.dense_weight, self.passages, self.embedding_model,
+                self.read_gap,
+            )  # fmt: skip
 
     def candidates(self, question: str, hits: Sequence[Hit]) -> list[Candidate]:
-        """Read the top ``passages`` hits; one candidate per passage that offers a span."""
+        """Read the top ``passages`` hits within ``read_gap`` of the best; one candidate per
+        passage that offers a span."""
         self.load()
         top = list(hits[: self.passages])
         if not top:
             return []
+        best_score = max(h.score for h in top)
+        top = [h for h in top if h.score >= best_score - self.read_gap]
         readings = self._model.read(question, [h.chunk.text for h in top])
         q_terms = set(tokenize(question))
         out = []
@@ -246,6 +257,7 @@ def make_reader(
     passages: int = 3,
     max_answer_tokens: int = 30,
     dense_weight: float = 0.5,
+    read_gap: float = 2.0,
 ) -> Reader:
     """The reader for a ``Settings.reader`` value: "model", "none", or "auto" (model if shipped)."""
     if kind == "none":
@@ -258,4 +270,4 @@ def make_reader(
         return SentenceReader(embedder, passages)
     if kind == "auto" and not SpanReader.available(path or None):
         return SentenceReader(embedder, passages)
-    return SpanModelReader(path, passages, max_answer_tokens, dense_weight, embedder.name)
+    return SpanModelReader(path, passages, max_answer_tokens, dense_weight, embedder.name, read_gap)

@@ -154,6 +154,16 @@ def test_calibration_file_selection_and_passages(tmp_path: Path, caplog: pytest.
         assert "reading 4 passages, not 3" in caplog.records[0].getMessage()
         cal.check(None, None, 4, "model-b")
         assert "embedding model 'model-a', not 'model-b'" in caplog.records[1].getMessage()
+    body["read_gap"] = 0.2
+    (tmp_path / "calibration.json").write_text(json.dumps(body))
+    cal = Calibration.load(tmp_path)
+    assert cal.read_gap == 0.2
+    with caplog.at_level(logging.WARNING, logger="qa"):
+        caplog.clear()
+        cal.check(None, None, 4, "model-a", 0.2)
+        assert not caplog.records
+        cal.check(None, None, 4, "model-a", 2.0)
+        assert "within 0.2 of the best, not 2.0" in caplog.records[0].getMessage()
     body["selection"] = {"overlap": float("nan")}
     (tmp_path / "calibration.json").write_text(json.dumps(body))
     with pytest.raises(ModelError, match="non-finite"):

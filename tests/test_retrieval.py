@@ -88,3 +88,10 @@ def test_read_passages_is_bounded(passages: int) -> None:
     with pytest.raises(ConfigError, match="read_passages"):
         Settings().replace(read_passages=passages)
     assert Settings().replace(read_passages=1).read_passages == 1
+
+
+@pytest.mark.parametrize("gap", ["-0.1", "2.5", "nan", "wide"])
+def test_read_gap_is_bounded(gap: str) -> None:
+    with pytest.raises(ConfigError, match="read_gap"):
+        Settings().replace(read_gap=gap)
+    assert Settings().replace(read_gap="0").read_gap == 0.0

@@ -86,3 +86,28 @@ def test_question_overlap_counts_stemmed_content_words() -> None:
     assert question_overlap(terms, "The cathedral was consecrated.") == 1.0
     assert question_overlap(terms, "The cathedral burned.") == 0.5
     assert question_overlap(set(), "anything") == 0.0
+
+
+def test_passages_far_behind_the_best_are_not_read() -> None:
+    spans = [("1920", 5.0, 1.0), ("1310", 9.0, 0.0)]
+    reader, hits, docs = setup(spans, Calibration())
+    # Fused scores 0.6, 0.5, 0.4: with a gap of 0.15 only the first two are read.
+    reader.read_gap = 0.15
+    seen: list[list[str]] = []
+    read = reader._model.read
+
+    def spy(question: str, passages: list[str]) -> list[PassageReading]:
+        seen.append(list(passages))
+        return read(question, passages)
+
+    reader._model.read = spy  # type: ignore[method-assign]
+    reading = reader.read("When was the cathedral consecrated?", hits, docs, np.zeros(3))
+    assert seen == [TEXTS[:2]]
+    assert reading.citation is not None and reading.citation.quote == "1310"
+    # All three hits are still returned, the quoted one first.
+    assert [h.chunk.doc_id for h in reading.hits] == ["d1.txt", "d0.txt", "d2.txt"]
+    reader.read_gap = 0.05  # only the best passage
+    reading = reader.read("When was the cathedral consecrated?", hits, docs, np.zeros(3))
+    assert seen[-1] == TEXTS[:1] and reading.citation is not None and reading.citation.quote == "1920"
+    # top_cosine still looks at every hit the reader could read, read or not
+    assert reading.features["top_cosine"] == 0.5

@@ -194,7 +194,7 @@ def rates(rows: list[dict[str, Any]], answered: list[bool]) -> dict[str, float]:
 #: The settings that the readings depend on besides the reader weights and BM25's parameters.
 ROWS_SETTINGS = (
     "model", "chunk_tokens", "chunk_overlap", "candidates", "dense_weight", "read_passages",
-    "max_answer_tokens",
+    "read_gap", "max_answer_tokens",
 )  # fmt: skip
 
 
@@ -299,6 +299,7 @@ def run() -> None:
         "reader_sha256": reader_sha,
         "dense_weight": settings.dense_weight,
         "read_passages": settings.read_passages,
+        "read_gap": settings.read_gap,
         "embedding_model": settings.model,
         "fitted_on": (
             f"{len(rows)} questions of the {len(holdout)} held-out articles ({', '.join(holdout)}): "
