@@ -106,7 +106,8 @@ class Calibration:
             fitted_weight = raw.get("dense_weight")
             selection = raw.get("selection") or DEFAULT_SELECTION
             passages = raw.get("read_passages")
-            gap = raw.get("read_gap")
+            # Fitted before the read gap existed, it read every one of its passages.
+            gap = raw.get("read_gap", 2.0 if passages is not None else None)
             calibration = cls(
                 weights,
                 bias,
@@ -120,9 +121,11 @@ class Calibration:
             )
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ModelError(f"{path} is damaged ({exc}); restore it from git") from None
-        numbers = [bias, *weights.values(), *calibration.selection.values(), calibration.read_gap or 0.0]
+        numbers = [bias, *weights.values(), *calibration.selection.values()]
         if not all(math.isfinite(x) for x in numbers):
             raise ModelError(f"{path} holds a non-finite weight; re-run `python -m training.calibrate`")
+        if calibration.read_gap is not None and not 0.0 <= calibration.read_gap <= 2.0:
+            raise ModelError(f"{path} records a read_gap outside 0-2; re-run `python -m training.calibrate`")
         calibration.check(reader_sha256, dense_weight)
         return calibration
 

@@ -154,6 +154,12 @@ def test_calibration_file_selection_and_passages(tmp_path: Path, caplog: pytest.
         assert "reading 4 passages, not 3" in caplog.records[0].getMessage()
         cal.check(None, None, 4, "model-b")
         assert "embedding model 'model-a', not 'model-b'" in caplog.records[1].getMessage()
+    # Written before the read gap existed, it read all its passages: the app's gap is a change.
+    assert cal.read_gap == 2.0
+    with caplog.at_level(logging.WARNING, logger="qa"):
+        caplog.clear()
+        cal.check(None, None, 4, "model-a", 0.2)
+        assert "within 2.0 of the best, not 0.2" in caplog.records[0].getMessage()
     body["read_gap"] = 0.2
     (tmp_path / "calibration.json").write_text(json.dumps(body))
     cal = Calibration.load(tmp_path)
@@ -168,6 +174,11 @@ def test_calibration_file_selection_and_passages(tmp_path: Path, caplog: pytest.
     (tmp_path / "calibration.json").write_text(json.dumps(body))
     with pytest.raises(ModelError, match="non-finite"):
         Calibration.load(tmp_path)
+    body["selection"] = {"overlap": 1.0}
+    for gap in (-0.5, 7.0, float("nan")):
+        (tmp_path / "calibration.json").write_text(json.dumps({**body, "read_gap": gap}))
+        with pytest.raises(ModelError, match="read_gap outside 0-2"):
+            Calibration.load(tmp_path)
 
 
 def test_saved_readings_reload_only_for_the_same_reader_and_retrieval(tmp_path: Path) -> None:
