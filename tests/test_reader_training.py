@@ -235,6 +235,28 @@ def test_every_annotated_answer_is_a_label_and_its_mass_is_the_loss() -> None:
     assert feats["spans"] == [[(0, 0)]]  # no answer: [CLS]
 
 
+def test_distractors_are_the_top_other_paragraphs_and_later_ones_skip_answers() -> None:
+    from training.reader import bm25_distractors
+
+    corpus = [
+        "The Eiffel Tower in Paris was designed by the company of Gustave Eiffel.",  # gold
+        "Who designed the Eiffel Tower in Paris? Gustave Eiffel built it for the fair of 1889.",
+        "Paris holds the Eiffel Tower, the Louvre and the tower of Notre-Dame cathedral.",
+        "The Eiffel Tower is repainted every seven years; Gustave Eiffel chose the colour.",
+        "Tower Bridge in London opened in 1894 over the River Thames.",
+        "Bananas are rich in potassium.",
+    ]
+    q = "Who designed the Eiffel Tower in Paris?"
+    assert bm25_distractors([q], [corpus[0]], corpus) == [[corpus[1]]]  # the top other one
+    plain = bm25_distractors([q], [corpus[0]], corpus, n=3)[0]
+    assert plain == [corpus[1], corpus[2], corpus[3]]
+    # with the answer to avoid, the first pick stays (as the shipped recipe had it) and the
+    # later ones skip a paragraph that holds the answer
+    avoid = bm25_distractors([q], [corpus[0]], corpus, n=3, avoid=[["gustave EIFFEL"]])[0]
+    assert avoid == [corpus[1], corpus[2], corpus[4]]
+    assert bm25_distractors([], [], corpus, n=2) == []
+
+
 @pytest.mark.model  # the bundled encoder's real weights, as a trained reader has
 def test_distillation_from_an_ensemble_of_readers(tmp_path: Path) -> None:
     import numpy as np

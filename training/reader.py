@@ -5,7 +5,8 @@
 Data: SQuAD v1.1 + v2.0 dev halves in /work/shared/eval (CC BY-SA 4.0). Held-out articles are
 excluded from training and give the validation scores. Each answerable question yields its gold
 paragraph (answer labelled) and one distractor (the top BM25-retrieved other training paragraph,
-labelled no-answer at [CLS]); v2.0 unanswerable questions are labelled no-answer too.
+labelled no-answer at [CLS]; ``--distractors N`` takes its top N); v2.0 unanswerable questions
+are labelled no-answer too.
 
 Writes ``reader.safetensors`` (fp16), ``config.json`` and ``README.md`` to ``--out``; checkpoints,
 the fp32 weights and a JSON log go to ``--work`` (default ``artifacts/reader-train``).
@@ -130,9 +131,13 @@ def _example(q: dict[str, Any], ctx: str, source: str, **extra: Any) -> dict[str
 
 
 def build_data(
-    data_dir: Path, holdout: list[str], seed: int, limit: int | None
+    data_dir: Path, holdout: list[str], seed: int, limit: int | None, distractors_per_question: int = 1
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]], list[str]]:
-    """Training examples, counts, held-out v1 questions (with golds) and held-out paragraphs."""
+    """Training examples, counts, held-out v1 questions (with golds) and held-out paragraphs.
+
+    Each answerable question gets ``distractors_per_question`` no-answer distractors, the top
+    BM25 training paragraphs other than its own; beyond the first, a paragraph that holds one
+    of the question's answers word for word is skipped (its no-answer label would be wrong)."""
     v1 = load_squad(data_dir / V1_FILE)
     v2 = load_squad(data_dir / V2_FILE)
     hold = set(holdout)
@@ -189,16 +194,20 @@ def build_data(
         answerable = answerable[:limit]
         unanswerable = unanswerable[:n_un]
 
-    # distractors: top BM25 training paragraph other than the gold one
-    distractors = bm25_distractors(
-        [e["question"] for e in answerable], [e["context"] for e in answerable], train_paras
+    # distractors: top BM25 training paragraphs other than the gold one
+    picks = bm25_distractors(
+        [e["question"] for e in answerable],
+        [e["context"] for e in answerable],
+        train_paras,
+        n=distractors_per_question,
+        avoid=[[t for _, t in e["answers"]] for e in answerable],
     )
     examples = list(answerable)
-    for e, d in zip(answerable, distractors, strict=True):
-        if d is not None:
+    for e, row in zip(answerable, picks, strict=True):
+        for j, d in enumerate(row):
             examples.append(
                 {
-                    "id": e["id"] + "#distractor",
+                    "id": e["id"] + ("#distractor" if j == 0 else f"#distractor{j + 1}"),
                     "question": e["question"],
                     "context": d,
                     "answer_start": None,
@@ -213,7 +222,8 @@ def build_data(
         "answerable_v1.1": sum(e["source"] == "v1.1" for e in answerable),
         "answerable_v2.0_added": sum(e["source"] == "v2.0" for e in answerable),
         "v2.0_answerable_duplicates_dropped": v2_answerable_dup,
-        "distractors": sum(d is not None for d in distractors),
+        "distractors": sum(len(row) for row in picks),
+        "distractors_per_question": distractors_per_question,
         "unanswerable_v2.0": len(unanswerable),
         "training_examples": len(examples),
         "training_paragraphs": len(train_paras),
@@ -223,7 +233,16 @@ def build_data(
     return examples, counts, heldout_q, heldout_paras
 
 
-def bm25_distractors(questions: list[str], golds: list[str], corpus: list[str]) -> list[str | None]:
+def bm25_distractors(
+    questions: list[str],
+    golds: list[str],
+    corpus: list[str],
+    n: int = 1,
+    avoid: list[list[str]] | None = None,
+) -> list[list[str]]:
+    """Per question, up to ``n`` of its top BM25 paragraphs of ``corpus`` other than its gold one.
+    The first pick is the top one; later picks also skip a paragraph that contains one of the
+    question's ``avoid`` strings (case-insensitive)."""
     import bm25s
 
     if not questions:
@@ -231,18 +250,22 @@ def bm25_distractors(questions: list[str], golds: list[str], corpus: list[str]) 
     uniq = list(dict.fromkeys(corpus))
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(uniq, stopwords="en", show_progress=False), show_progress=False)
-    k = min(5, len(uniq))
+    k = min(n + 4, len(uniq))
     docs, _ = retriever.retrieve(
         bm25s.tokenize(questions, stopwords="en", show_progress=False), k=k, show_progress=False
     )
-    out: list[str | None] = []
-    for row, gold in zip(docs, golds, strict=True):
-        pick = None
+    out: list[list[str]] = []
+    for i, (row, gold) in enumerate(zip(docs, golds, strict=True)):
+        bad = [a.lower() for a in (avoid[i] if avoid else []) if a.strip()]
+        picks: list[str] = []
         for idx in row:
-            if uniq[int(idx)] != gold:
-                pick = uniq[int(idx)]
+            para = uniq[int(idx)]
+            if para == gold or (picks and any(a in para.lower() for a in bad)):
+                continue
+            picks.append(para)
+            if len(picks) == n:
                 break
-        out.append(pick)
+        out.append(picks)
     return out
 
 
@@ -426,7 +449,7 @@ def evaluate_with_distractor(
     dis = bm25_distractors([q["question"] for q in questions], [q["context"] for q in questions], paras)
     pairs, owners = [], []
     for qi, (q, d) in enumerate(zip(questions, dis, strict=True)):
-        for p in [q["context"]] + ([d] if d else []):
+        for p in [q["context"], *d]:
             pairs.append((q["question"], p))
             owners.append(qi)
     readings = reader.read_pairs(pairs)
@@ -496,6 +519,20 @@ def export(model: torch.nn.Module, out: Path, bert_cfg: dict[str, Any], meta: di
     return out / WEIGHTS_FILE
 
 
+def _distractor_lines(c: dict[str, Any]) -> list[str]:
+    n, per = c["distractors"], c.get("distractors_per_question", 1)
+    if per == 1:
+        return [
+            f"- Distractors: {n}, one per answerable question: the top BM25 (bm25s, English",
+            "  stopwords) training paragraph of the v1.1 file other than the gold one, labelled no-answer.",
+        ]
+    return [
+        f"- Distractors: {n}, up to {per} per answerable question: its top BM25 (bm25s, English",
+        "  stopwords) training paragraphs of the v1.1 file other than the gold one (beyond the first,",
+        "  skipping any that holds one of its answers), labelled no-answer.",
+    ]
+
+
 def write_card(out: Path, meta: dict[str, Any]) -> None:
     """The model card ``README.md`` from the run's metadata (see ``train_log.json``)."""
     s, c = meta["settings"], meta["counts"]
@@ -525,8 +562,7 @@ def write_card(out: Path, meta: dict[str, Any]) -> None:
         f"- Answerable training questions: {c['answerable_questions']} (v1.1: {c['answerable_v1.1']};",
         f"  v2.0 answerable added: {c['answerable_v2.0_added']}; {dup} v2.0 answerable questions dropped",
         "  as duplicates of v1.1 questions).",
-        f"- Distractors: {c['distractors']}, one per answerable question: the top BM25 (bm25s, English",
-        "  stopwords) training paragraph of the v1.1 file other than the gold one, labelled no-answer.",
+        *_distractor_lines(c),
         f"- v2.0 unanswerable questions, labelled no-answer: {c['unanswerable_v2.0']}.",
         f"- Training examples: {c['training_examples']}; windows (features): {c.get('features', '?')},",
         f"  of which {c.get('features_answer_labelled', '?')} carry an answer span.",
@@ -708,6 +744,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-answer-tokens", type=int, default=30)
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--limit", type=int, default=None, help="cap on answerable training questions")
+    p.add_argument(
+        "--distractors",
+        type=int,
+        default=1,
+        help="no-answer distractor paragraphs per answerable question (top BM25, 1-4)",
+    )
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     p.add_argument("--eval-limit", type=int, default=None, help="cap on held-out questions (0: none)")
     p.add_argument("--resume", action="store_true")
@@ -744,6 +786,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ckpt-minutes", type=float, default=10.0)
     p.add_argument("--log-every", type=int, default=20)
     args = p.parse_args(argv)
+    if not 1 <= args.distractors <= 4:
+        p.error("--distractors must be between 1 and 4")
     if not 0.0 <= args.kd_alpha <= 1.0:
         p.error("--kd-alpha must be between 0 and 1")
     if args.kd_temp <= 0:
@@ -778,7 +822,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tokenizer = load_tokenizer()
     examples, counts, heldout_q, heldout_paras = build_data(
-        Path(args.data_dir), holdout, args.seed, args.limit
+        Path(args.data_dir), holdout, args.seed, args.limit, args.distractors
     )
     if args.eval_limit is not None:
         heldout_q = heldout_q[: args.eval_limit]
@@ -834,6 +878,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_answer_tokens": args.max_answer_tokens,
         "seed": args.seed,
         "limit": args.limit,
+        **({"distractors_per_question": args.distractors} if args.distractors != 1 else {}),
         "max_steps": args.max_steps,
         "threads": args.threads,
         "total_steps": total_steps,
