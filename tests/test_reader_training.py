@@ -257,6 +257,16 @@ def test_distractors_are_the_top_other_paragraphs_and_later_ones_skip_answers() 
     assert bm25_distractors([], [], corpus, n=2) == []
 
 
+@pytest.mark.parametrize("n", ["0", "5", "x"])
+def test_distractor_count_out_of_range_is_refused(n: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from training.reader import parse_args
+
+    assert parse_args(["--out", "x", "--distractors", "3"]).distractors == 3
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--out", "x", "--distractors", n])
+    assert exc.value.code == 2 and "--distractors" in capsys.readouterr().err
+
+
 @pytest.mark.model  # the bundled encoder's real weights, as a trained reader has
 def test_distillation_from_an_ensemble_of_readers(tmp_path: Path) -> None:
     import numpy as np
