@@ -112,7 +112,8 @@ def score_rule(rule: Rule | None, cands: Candidates, qa: QA) -> dict[str, float]
     ranks = []
     for gold, ranked, cos, v in cands:
         if rule is None:
-            ids = [h.chunk.doc_id for h in fuse(qa.data, ranked, v, 30, qa.settings.dense_weight)]
+            hits = fuse(qa.data, ranked, v, 30, qa.settings.dense_weight, qa.settings.sentence_weight)
+            ids = [h.chunk.doc_id for h in hits]
         else:
             fused = rule(ranked, cos)
             order = sorted(fused, key=lambda r: (-fused[r], -(ranked.lexical.get(r, (0, 0.0))[1]), r))[:30]

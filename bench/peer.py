@@ -182,7 +182,7 @@ def _fusion_recall(qa: QA, questions: list[Question], doc_ids: list[str]) -> dic
     for q in questions:
         qvec = qa.embedder.embed([q.text])[0]
         ranked = retrieve(data, qvec, q.text, 50)
-        hits = fuse(data, ranked, qvec, K, qa.settings.dense_weight)
+        hits = fuse(data, ranked, qvec, K, qa.settings.dense_weight, qa.settings.sentence_weight)
         rules[names[0]].append([rows_of[id(h.chunk)] for h in hits])
         rrf: dict[int, float] = {}
         for results in (ranked.dense, ranked.lexical):

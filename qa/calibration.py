@@ -44,6 +44,7 @@ class Calibration:
     read_passages: int | None = None  # how many passages the reader read when it was fitted
     embedding_model: str | None = None  # the embedding model (its cosines are features)
     read_gap: float | None = None  # how far behind the best passage a passage was still read
+    sentence_weight: float | None = None  # the best sentence's share of the dense score
 
     def select(self, features: dict[str, float]) -> float:
         """A passage's selection score: the reader quotes the passage that scores highest."""
@@ -60,10 +61,11 @@ class Calibration:
         read_passages: int | None = None,
         embedding_model: str | None = None,
         read_gap: float | None = None,
+        sentence_weight: float | None = None,
     ) -> None:
-        """Log a warning when fitted for other reader weights, another fusion weight, another
-        number of passages read (or gap to the best one) or another embedding model: the app
-        keeps answering, but its threshold is no longer the one chosen."""
+        """Log a warning when fitted for other reader weights, another fusion or sentence
+        weight, another number of passages read (or gap to the best one) or another embedding
+        model: the app keeps answering, but its threshold is no longer the one chosen."""
         if reader_sha256 and self.reader_sha256 and self.reader_sha256 != reader_sha256:
             log.warning(
                 "%s was fitted for other reader weights: re-run `python -m training.calibrate`", self.source
@@ -72,6 +74,11 @@ class Calibration:
             log.warning(
                 "%s was fitted with dense_weight %s, not %s: confidences shift",
                 self.source, self.dense_weight, dense_weight,
+            )  # fmt: skip
+        if sentence_weight is not None and self.sentence_weight not in (None, sentence_weight):
+            log.warning(
+                "%s was fitted with sentence_weight %s, not %s: confidences shift",
+                self.source, self.sentence_weight, sentence_weight,
             )  # fmt: skip
         if read_passages is not None and self.read_passages not in (None, read_passages):
             log.warning(
@@ -108,6 +115,8 @@ class Calibration:
             passages = raw.get("read_passages")
             # Fitted before the read gap existed, it read every one of its passages.
             gap = raw.get("read_gap", 2.0 if passages is not None else None)
+            # ...and before sentence vectors, its dense score was the chunk's cosine alone.
+            sentence = raw.get("sentence_weight", 0.0 if fitted_weight is not None else None)
             calibration = cls(
                 weights,
                 bias,
@@ -118,6 +127,7 @@ class Calibration:
                 int(passages) if passages is not None else None,
                 str(raw["embedding_model"]) if raw.get("embedding_model") else None,
                 float(gap) if gap is not None else None,
+                float(sentence) if sentence is not None else None,
             )
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ModelError(f"{path} is damaged ({exc}); restore it from git") from None

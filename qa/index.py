@@ -6,6 +6,9 @@ Layout of one generation (see ``qa.store`` for how generations are swapped)::
     documents.jsonl  one document per line (id, title, sha256, text)
     chunks.jsonl     one chunk per line; line n is vector id n
     vectors.faiss    the FAISS index (exact inner product, or HNSW above a size threshold)
+    sentences.npy    one fp16 vector per sentence of each chunk (numpy, loaded without pickle;
+                     absent when ``sentence_weight`` is 0)
+    sentence_starts.npy  chunk n's sentences are rows starts[n]:starts[n + 1] of sentences.npy
     bm25/            bm25s arrays (numpy .npy, loaded without pickle) and vocabulary JSON
 
 Nothing is ever unpickled.
@@ -29,6 +32,7 @@ from qa.config import Settings
 from qa.embedding import Embedder
 from qa.errors import IndexCorruptError, IndexMismatchError
 from qa.lexical import LEXICAL_PARAMS, LexicalIndex
+from qa.sentences import sentence_spans
 from qa.types import Chunk, Document
 from qa.vectors import build_vector_index, index_kind, kind_for, read_vector_index, write_vector_index
 
@@ -66,6 +70,10 @@ class IndexData:
     chunks: list[Chunk]
     vectors: Any  # a faiss.Index
     lexical: LexicalIndex
+    # One vector per sentence of each chunk (fp16, memory-mapped), chunk n's being rows
+    # sentence_starts[n]:sentence_starts[n + 1]; None in an index built before them.
+    sentences: np.ndarray | None = None
+    sentence_starts: np.ndarray | None = None
 
     @property
     def model(self) -> str:
@@ -84,6 +92,16 @@ def chunking_settings(settings: Settings) -> dict[str, Any]:
 def embed_text(chunk: Chunk) -> str:
     """What is embedded and BM25-indexed for a chunk: its title gives the passage context."""
     return f"{chunk.title}\n{chunk.text}" if chunk.title and chunk.title not in chunk.text else chunk.text
+
+
+def sentence_texts(chunk: Chunk) -> list[str]:
+    """What is embedded for each sentence of a chunk (in order), titled like ``embed_text``."""
+    out = []
+    for start, end in sentence_spans(chunk.text):
+        text = chunk.text[start:end].strip()
+        if text:
+            out.append(f"{chunk.title}\n{text}" if chunk.title and chunk.title not in text else text)
+    return out or [embed_text(chunk)]
 
 
 def build(
@@ -123,6 +141,9 @@ def build(
             == kind_for(len(previous.chunks), settings.hnsw_threshold)
             # BM25's scores are computed at build time with its parameters
             and previous.manifest.get("lexical") == LEXICAL_PARAMS
+            # an index without sentence vectors gets them (its chunk vectors are reused) unless
+            # the dense score does not use them
+            and (previous.sentences is not None or settings.sentence_weight == 0)
         ):
             report.up_to_date = True
             report.chunks = len(previous.chunks)
@@ -133,9 +154,14 @@ def build(
         chunks, vectors, report.embedded = _chunks_and_vectors(
             documents, previous, embedder, settings, progress
         )
+        sentences, starts = (
+            _sentence_vectors(chunks, previous, embedder, settings)
+            if settings.sentence_weight > 0
+            else (None, None)
+        )
         report.chunks = len(chunks)
         tmp = store.new_generation_dir(index_dir)
-        _write_generation(tmp, documents, chunks, vectors, embedder, settings)
+        _write_generation(tmp, documents, chunks, vectors, sentences, starts, embedder, settings)
         report.generation = store.publish(index_dir, tmp).name
     report.seconds = time.perf_counter() - t0
     return report
@@ -206,6 +232,47 @@ def _chunks_and_vectors(
     return chunks, vectors, len(todo)
 
 
+def _sentence_vectors(
+    chunks: list[Chunk], previous: IndexData | None, embedder: Embedder, settings: Settings
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every chunk's sentence vectors (fp16) and where each chunk's rows start; a chunk whose
+    embedded text is unchanged keeps its previous rows."""
+    reuse: dict[str, int] = {}
+    if previous is not None and previous.sentences is not None:
+        for row, ch in enumerate(previous.chunks):
+            reuse.setdefault(_text_key(embed_text(ch)), row)
+    starts = np.zeros(len(chunks) + 1, dtype=np.int64)
+    parts: list[np.ndarray] = []
+    todo_texts: list[str] = []
+    todo_at: list[int] = []  # index into parts for each chunk needing embedding
+    for i, ch in enumerate(chunks):
+        old = reuse.get(_text_key(embed_text(ch)))
+        if (
+            old is not None
+            and previous is not None
+            and previous.sentences is not None
+            and previous.sentence_starts is not None
+        ):
+            a, b = previous.sentence_starts[old], previous.sentence_starts[old + 1]
+            parts.append(np.asarray(previous.sentences[a:b], dtype=np.float16))
+        else:
+            texts = sentence_texts(ch)
+            todo_at.append(len(parts))
+            parts.append(np.zeros((len(texts), embedder.dim), dtype=np.float16))
+            todo_texts.extend(texts)
+        starts[i + 1] = starts[i] + len(parts[-1])
+    if todo_texts:
+        fresh = embedder.embed(todo_texts, batch_size=max(settings.batch_size, 64)).astype(np.float16)
+        at = 0
+        for j in todo_at:
+            n = len(parts[j])
+            parts[j] = fresh[at : at + n]
+            at += n
+    dim = int(embedder.dim)
+    sentences = np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float16)
+    return sentences, starts
+
+
 def _text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -215,6 +282,8 @@ def _write_generation(
     documents: Sequence[Document],
     chunks: list[Chunk],
     vectors: np.ndarray,
+    sentences: np.ndarray | None,
+    sentence_starts: np.ndarray | None,
     embedder: Embedder,
     settings: Settings,
 ) -> None:
@@ -231,6 +300,9 @@ def _write_generation(
     )
     index = build_vector_index(vectors, settings.hnsw_threshold)
     write_vector_index(index, gen / "vectors.faiss")
+    if sentences is not None and sentence_starts is not None:  # none when sentence_weight is 0
+        np.save(gen / "sentences.npy", sentences, allow_pickle=False)
+        np.save(gen / "sentence_starts.npy", sentence_starts, allow_pickle=False)
     LexicalIndex.build([embed_text(c) for c in chunks]).save(gen / "bm25")
     counts: dict[str, int] = {}
     for c in chunks:
@@ -251,7 +323,11 @@ def _write_generation(
         "chunking": chunking_settings(settings),
         "vector_index": {"type": index_kind(index), "vectors": int(index.ntotal)},
         "lexical": LEXICAL_PARAMS,
-        "counts": {"documents": len(documents), "chunks": len(chunks)},
+        "counts": {
+            "documents": len(documents),
+            "chunks": len(chunks),
+            "sentences": len(sentences) if sentences is not None else 0,
+        },
         "documents": [
             {"doc_id": d.doc_id, "title": d.title, "sha256": d.sha256, "chunks": counts.get(d.doc_id, 0)}
             for d in documents
@@ -318,7 +394,35 @@ def _load_generation(gen: Path, model: str | None) -> IndexData:
             f"{gen / 'vectors.faiss'} does not match {gen / 'chunks.jsonl'}: run `qa build` to rebuild"
         )
     lexical = LexicalIndex.load(gen / "bm25", len(chunks))
-    return IndexData(gen, manifest, docs, chunks, vectors, lexical)
+    sentences, starts = _load_sentences(gen, len(chunks), int(vectors.d))
+    return IndexData(gen, manifest, docs, chunks, vectors, lexical, sentences, starts)
+
+
+def _load_sentences(gen: Path, n_chunks: int, dim: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The sentence vectors (memory-mapped) and their starts, checked against the chunks;
+    (None, None) for an index built before them."""
+    vec_path, start_path = gen / "sentences.npy", gen / "sentence_starts.npy"
+    if not vec_path.exists() and not start_path.exists():
+        return None, None
+    try:
+        sentences = np.load(vec_path, mmap_mode="r", allow_pickle=False)
+        starts = np.load(start_path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise IndexCorruptError(
+            f"the sentence vectors in {gen} are unreadable ({exc}): run `qa build`"
+        ) from None
+    if (
+        sentences.ndim != 2
+        or not np.issubdtype(sentences.dtype, np.floating)
+        or sentences.shape[1] != dim
+        or starts.ndim != 1
+        or len(starts) != n_chunks + 1
+        or not np.issubdtype(starts.dtype, np.integer)
+        or (len(starts) and (starts[0] != 0 or starts[-1] != len(sentences)))
+        or bool(np.any(np.diff(starts) < 0))
+    ):
+        raise IndexCorruptError(f"the sentence vectors in {gen} do not match its chunks: run `qa build`")
+    return sentences, starts
 
 
 def _check_files(gen: Path, manifest: dict[str, Any]) -> None:

@@ -174,6 +174,7 @@ class SpanModelReader:
         dense_weight: float = 0.5,
         embedding_model: str | None = None,
         read_gap: float = 2.0,
+        sentence_weight: float | None = None,
     ) -> None:
         from qa.span_reader import SpanReader
 
@@ -181,6 +182,7 @@ class SpanModelReader:
         self.passages = passages
         self.read_gap = read_gap
         self.dense_weight = dense_weight
+        self.sentence_weight = sentence_weight
         self.embedding_model = embedding_model
         self.calibration = Calibration.load(self._model.path)
         self._checked = False
@@ -195,7 +197,7 @@ class SpanModelReader:
             self._checked = True
             self.calibration.check(
                 self._model.info["sha256"], self.dense_weight, self.passages, self.embedding_model,
-                self.read_gap,
+                self.read_gap, self.sentence_weight,
             )  # fmt: skip
 
     def candidates(self, question: str, hits: Sequence[Hit]) -> list[Candidate]:
@@ -261,6 +263,7 @@ def make_reader(
     max_answer_tokens: int = 30,
     dense_weight: float = 0.5,
     read_gap: float = 2.0,
+    sentence_weight: float | None = None,
 ) -> Reader:
     """The reader for a ``Settings.reader`` value: "model", "none", or "auto" (model if shipped)."""
     if kind == "none":
@@ -273,4 +276,6 @@ def make_reader(
         return SentenceReader(embedder, passages)
     if kind == "auto" and not SpanReader.available(path or None):
         return SentenceReader(embedder, passages)
-    return SpanModelReader(path, passages, max_answer_tokens, dense_weight, embedder.name, read_gap)
+    return SpanModelReader(
+        path, passages, max_answer_tokens, dense_weight, embedder.name, read_gap, sentence_weight
+    )

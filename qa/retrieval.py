@@ -42,23 +42,37 @@ def retrieve(
 
 
 def fuse(
-    data: IndexData, ranked: Ranked, query_vector: np.ndarray, k: int, dense_weight: float = 0.65
+    data: IndexData,
+    ranked: Ranked,
+    query_vector: np.ndarray,
+    k: int,
+    dense_weight: float = 0.65,
+    sentence_weight: float = 0.0,
 ) -> list[Hit]:
     """Score every candidate of either retriever by
-    ``dense_weight * cosine + (1 - dense_weight) * bm25 / (the query's best bm25)``.
+    ``dense_weight * dense + (1 - dense_weight) * bm25 / (the query's best bm25)``, where
+    ``dense = sentence_weight * (its best sentence's cosine) + (1 - sentence_weight) * cosine``.
 
     The cosine is taken for every candidate (BM25's too); a candidate outside BM25's list
     gets 0 for BM25. Measured on the same candidate lists (``python -m bench.fusion``; weight
     tuned on SQuAD v1.1 dev-a, confirmed on v2.0 dev-a), this beat reciprocal rank fusion
     (k=60) by 0.07 Recall@1 and 0.02 Recall@5 on v1.1, 0.06 and 0.01 on v2.0: rank fusion
     throws away how far apart the scores are, and dividing by the best BM25 score puts
-    BM25 on the cosine's 0-1 scale for each query. Since BM25 also matches word pairs, the
-    cosine weighs 0.65 (``python -m bench.bm25_sweep``: 0.6-0.7 a plateau on both files).
+    BM25 on the cosine's 0-1 scale for each query. A question usually matches one sentence of
+    its passage, which the chunk's single vector dilutes: the best sentence's cosine
+    (``python -m bench.sentence_dense``, weights tuned on the training articles) re-scores the
+    candidates the two retrievers found. An index without sentence vectors uses the cosine.
     """
     cosines = {row: s for row, (_, s) in ranked.dense.items()}
     for row in ranked.lexical:
         if row not in cosines:
             cosines[row] = _cosine(data, row, query_vector)
+    if sentence_weight > 0 and data.sentences is not None and data.sentence_starts is not None:
+        best_sentence = _best_sentences(data.sentences, data.sentence_starts, list(cosines), query_vector)
+        cosines = {
+            row: sentence_weight * best_sentence.get(row, cos) + (1.0 - sentence_weight) * cos
+            for row, cos in cosines.items()
+        }
     best = max((s for _, s in ranked.lexical.values()), default=0.0)
     fused = {}
     for row, cos in cosines.items():
@@ -77,6 +91,23 @@ def fuse(
         )
         for rank, row in enumerate(order, 1)
     ]
+
+
+def _best_sentences(
+    sentences: np.ndarray, starts: np.ndarray, rows: list[int], query_vector: np.ndarray
+) -> dict[int, float]:
+    """Per row, the highest cosine between the query and one of its sentences' vectors."""
+    spans = [(row, int(starts[row]), int(starts[row + 1])) for row in rows]
+    spans = [(row, a, b) for row, a, b in spans if b > a]
+    if not spans:
+        return {}
+    picked = np.concatenate([np.arange(a, b) for _, a, b in spans])
+    scores = np.asarray(sentences[picked], dtype=np.float32) @ query_vector.reshape(-1).astype(np.float32)
+    out, at = {}, 0
+    for row, a, b in spans:
+        out[row] = float(scores[at : at + b - a].max())
+        at += b - a
+    return out
 
 
 def _cosine(data: IndexData, row: int, query_vector: np.ndarray) -> float:

@@ -47,11 +47,20 @@ def test_build_writes_readable_versioned_files(sample_seeds: Path, fake_settings
     assert not list(gen.rglob("*.pkl")) and not list(gen.rglob("*.pickle"))
 
 
-def test_rebuild_reembeds_only_what_changed(sample_seeds: Path, fake_settings) -> None:  # type: ignore[no-untyped-def]
+def sentence_count(qa: QA) -> int:
+    return 0 if qa.data.sentences is None else len(qa.data.sentences)
+
+
+@pytest.mark.parametrize("sentence_weight", [0.0, 0.75])
+def test_rebuild_reembeds_only_what_changed(  # type: ignore[no-untyped-def]
+    sample_seeds: Path, fake_settings, sentence_weight: float
+) -> None:
+    fake_settings = fake_settings.replace(sentence_weight=sentence_weight)
     emb = CountingEmbedder()
     first = build(sample_seeds, fake_settings, emb)
     total = len(first.data.chunks)
-    assert emb.embedded == total
+    assert (first.data.sentences is not None) == (sentence_weight > 0)
+    assert emb.embedded == total + sentence_count(first)  # each chunk, then any sentences
 
     emb.embedded = 0
     again = build(sample_seeds, fake_settings, emb)
@@ -67,12 +76,19 @@ def test_rebuild_reembeds_only_what_changed(sample_seeds: Path, fake_settings) -
     assert report is not None
     assert report.added == ["new.txt"] and report.changed == ["rivers/nile.txt"]
     assert report.removed == ["page.html"]
-    assert emb.embedded == report.embedded == 2  # one chunk each for the new and changed file
+    assert report.embedded == 2  # one chunk each for the new and changed file (and their sentences)
+    fresh = [c for c in qa.data.chunks if c.doc_id in ("new.txt", "rivers/nile.txt")]
+    n_sentences = sum(len(index_mod.sentence_texts(c)) for c in fresh) if sentence_weight else 0
+    assert emb.embedded == 2 + n_sentences
     assert all(h.chunk.doc_id != "page.html" for h in qa.search("bread dough yeast", k=10))
     assert "Penguins" in qa.search("penguins southern hemisphere", k=1)[0].chunk.text
 
 
-def test_retrained_weights_under_the_same_name_are_reembedded(sample_seeds: Path, fake_settings) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("sentence_weight", [0.0, 0.75])
+def test_retrained_weights_under_the_same_name_are_reembedded(  # type: ignore[no-untyped-def]
+    sample_seeds: Path, fake_settings, sentence_weight: float
+) -> None:
+    fake_settings = fake_settings.replace(sentence_weight=sentence_weight)
     emb = CountingEmbedder()
     emb.fingerprint = "aaaa"  # type: ignore[attr-defined]
     total = len(build(sample_seeds, fake_settings, emb).data.chunks)
@@ -80,8 +96,75 @@ def test_retrained_weights_under_the_same_name_are_reembedded(sample_seeds: Path
     assert build(sample_seeds, fake_settings, emb).last_build.up_to_date  # type: ignore[union-attr]
     emb.fingerprint = "bbbb"  # type: ignore[attr-defined]
     qa = build(sample_seeds, fake_settings, emb)
-    assert emb.embedded == total
+    assert emb.embedded == total + sentence_count(qa)
     assert qa.data.manifest["model"]["weights"] == "bbbb"
+
+
+def test_sentence_vectors_are_stored_per_chunk_and_checked(sample_seeds: Path, fake_settings) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    fake_settings = fake_settings.replace(sentence_weight=0.75)  # opt-in
+    emb = CountingEmbedder()
+    qa = build(sample_seeds, fake_settings, emb)
+    data = qa.data
+    assert data.sentences is not None and data.sentence_starts is not None
+    starts = data.sentence_starts
+    assert len(starts) == len(data.chunks) + 1 and starts[0] == 0 and starts[-1] == len(data.sentences)
+    for n, chunk in enumerate(data.chunks):  # row for row, the chunk's sentences, as embedded
+        texts = index_mod.sentence_texts(chunk)
+        assert starts[n + 1] - starts[n] == len(texts)
+        want = emb.embed(texts).astype(np.float16)
+        assert np.array_equal(np.asarray(data.sentences[starts[n] : starts[n + 1]]), want)
+    gen = store.current_generation(fake_settings.index_dir)
+    assert json.loads((gen / "manifest.json").read_text())["counts"]["sentences"] == len(data.sentences)
+
+    # an index from before sentence vectors: the next build adds them and reuses the chunk vectors
+    (gen / "sentences.npy").unlink()
+    (gen / "sentence_starts.npy").unlink()
+    manifest = json.loads((gen / "manifest.json").read_text())
+    del manifest["files"]["sentences.npy"], manifest["files"]["sentence_starts.npy"]
+    (gen / "manifest.json").write_text(json.dumps(manifest))
+    old = index_mod.load(fake_settings.index_dir)
+    assert old.sentences is None and old.sentence_starts is None
+    from qa.retrieval import fuse, retrieve
+
+    qv = emb.embed(["the Nile flows north"])[0]
+    hits = fuse(old, retrieve(old, qv, "the Nile flows north", 10), qv, 3)  # old index: cosine only
+    assert hits and hits[0].chunk.doc_id == "rivers/nile.txt"
+    emb.embedded = 0
+    rebuilt = build(sample_seeds, fake_settings, emb)
+    assert rebuilt.last_build is not None and not rebuilt.last_build.up_to_date
+    assert rebuilt.last_build.embedded == 0 and emb.embedded == len(data.sentences)
+    assert rebuilt.data.sentences is not None
+
+    # starts that do not fit the chunks are refused, not trusted
+    gen = store.current_generation(fake_settings.index_dir)
+    bad = np.asarray(rebuilt.data.sentence_starts).copy()
+    bad[-1] += 1
+    np.save(gen / "sentence_starts.npy", bad, allow_pickle=False)
+    manifest = json.loads((gen / "manifest.json").read_text())
+    path = gen / "sentence_starts.npy"
+    size, digest = path.stat().st_size, store.sha256_file(path)
+    manifest["files"]["sentence_starts.npy"] = {"bytes": size, "sha256": digest}
+    (gen / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexCorruptError, match="sentence vectors"):
+        index_mod.load(fake_settings.index_dir)
+
+
+def test_sentence_weight_zero_builds_no_sentence_vectors(sample_seeds: Path, fake_settings) -> None:  # type: ignore[no-untyped-def]
+    emb = CountingEmbedder()
+    off = fake_settings  # the default
+    assert off.sentence_weight == 0
+    qa = build(sample_seeds, off, emb)
+    assert qa.data.sentences is None and emb.embedded == len(qa.data.chunks)  # chunks only
+    gen = store.current_generation(off.index_dir)
+    assert not (gen / "sentences.npy").exists() and not (gen / "sentence_starts.npy").exists()
+    assert build(sample_seeds, off, emb).last_build.up_to_date  # type: ignore[union-attr]
+    emb.embedded = 0
+    on = build(sample_seeds, off.replace(sentence_weight=0.75), emb)  # on: sentences added, chunks reused
+    assert on.last_build is not None and on.last_build.embedded == 0
+    assert on.data.sentences is not None and emb.embedded == len(on.data.sentences)
+    assert build(sample_seeds, off, emb).last_build.up_to_date  # type: ignore[union-attr]
 
 
 def test_weights_fingerprint_follows_the_weight_files(tmp_path: Path) -> None:

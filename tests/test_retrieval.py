@@ -95,3 +95,32 @@ def test_read_gap_is_bounded(gap: str) -> None:
     with pytest.raises(ConfigError, match="read_gap"):
         Settings().replace(read_gap=gap)
     assert Settings().replace(read_gap="0").read_gap == 0.0
+
+
+def test_the_best_sentence_lifts_a_chunk_whose_one_sentence_matches() -> None:
+    # Row 0's own vector is close to the query, but none of its sentences is; row 1's vector
+    # is diluted, yet one of its two sentences is the query. Row 2 has no sentence rows.
+    chunk_vecs = np.stack([unit(0.8, 0.6, 0), unit(0.6, 0.8, 0), unit(0.5, 0.866, 0)])
+    sentences = np.stack([unit(0.5, 0.866, 0), unit(0.2, 0.98, 0), unit(1, 0, 0)]).astype(np.float16)
+    data = data_with(chunk_vecs)
+    data.sentences, data.sentence_starts = sentences, np.array([0, 1, 3, 3])
+    ranked = Ranked(dense={0: (1, 0.8), 1: (2, 0.6), 2: (3, 0.5)}, lexical={})
+    plain = fuse(data, ranked, QUERY, 3, dense_weight=1.0, sentence_weight=0.0)
+    assert [h.chunk.doc_id for h in plain] == ["d0.txt", "d1.txt", "d2.txt"]
+    hits = fuse(data, ranked, QUERY, 3, dense_weight=1.0, sentence_weight=0.75)
+    assert [h.chunk.doc_id for h in hits] == ["d1.txt", "d0.txt", "d2.txt"]
+    dense = {h.chunk.doc_id: h.dense_score for h in hits}
+    assert dense["d1.txt"] == pytest.approx(0.75 * 1.0 + 0.25 * 0.6, abs=1e-3)
+    assert dense["d0.txt"] == pytest.approx(0.75 * 0.5 + 0.25 * 0.8, abs=1e-3)
+    assert dense["d2.txt"] == pytest.approx(0.5, abs=1e-3)  # no sentences: its cosine
+    # and with BM25 beside it, the fused score uses that dense score
+    ranked = Ranked(dense={0: (1, 0.8), 1: (2, 0.6)}, lexical={0: (1, 2.0)})
+    fused = {h.chunk.doc_id: h.score for h in fuse(data, ranked, QUERY, 2, 0.5, 0.75)}
+    assert fused["d0.txt"] == pytest.approx(0.5 * dense["d0.txt"] + 0.5, abs=1e-3)
+
+
+@pytest.mark.parametrize("weight", ["-0.1", "1.5", "nan"])
+def test_sentence_weight_is_bounded(weight: str) -> None:
+    with pytest.raises(ConfigError, match="sentence_weight"):
+        Settings().replace(sentence_weight=weight)
+    assert Settings().replace(sentence_weight="0").sentence_weight == 0.0

@@ -193,8 +193,8 @@ def rates(rows: list[dict[str, Any]], answered: list[bool]) -> dict[str, float]:
 
 #: The settings that the readings depend on besides the reader weights and BM25's parameters.
 ROWS_SETTINGS = (
-    "model", "chunk_tokens", "chunk_overlap", "candidates", "dense_weight", "read_passages",
-    "read_gap", "max_answer_tokens",
+    "model", "chunk_tokens", "chunk_overlap", "candidates", "dense_weight", "sentence_weight",
+    "read_passages", "read_gap", "max_answer_tokens",
 )  # fmt: skip
 
 
@@ -298,6 +298,7 @@ def run() -> None:
         # the features depend on these: ``qa.calibration`` warns when they differ at load
         "reader_sha256": reader_sha,
         "dense_weight": settings.dense_weight,
+        "sentence_weight": settings.sentence_weight,
         "read_passages": settings.read_passages,
         "read_gap": settings.read_gap,
         "embedding_model": settings.model,

@@ -1,0 +1,95 @@
+"""The dense score from the best sentence of a chunk, beside the chunk's own cosine.
+
+A question usually matches one sentence of its passage; the chunk's single vector averages
+that sentence with the rest. With ``sentence_weight`` above 0 (opt-in: ``QA_SENTENCE_WEIGHT``),
+``retrieval.fuse`` re-scores the candidates both retrievers found with
+``sentence_weight * (best sentence cosine) + (1 - sentence_weight) * (chunk cosine)`` before
+weighing BM25. The indexes here are built with sentence vectors whatever the settings say.
+This compares sentence and dense weights through the engine's own
+``retrieve`` and ``fuse`` on each SQuAD file's cached ``qa eval`` index (answerable questions,
+gold paragraph among distinct documents, as ``qa eval`` counts), separately on the articles
+the reader trained on (where the weights were chosen), on its held-out articles, and on all:
+
+    .venv/bin/python -m bench.sentence_dense               # both files, the default grid (~4 min)
+    .venv/bin/python -m bench.sentence_dense --sentence-weight 0 0.75 --dense-weight 0.65 0.75
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import load_line, table
+from bench.fusion import FILES, squad_index
+from qa import metrics
+from qa.config import Settings
+from qa.evaluate import heldout_articles
+from qa.retrieval import fuse, retrieve
+
+#: The default fusion: the chunk's cosine alone, weighed 0.65; and the opt-in weights.
+BEFORE = (0.0, 0.65)
+OPT_IN = (0.75, 0.75)
+
+
+def scores(ranks: list[int | None]) -> list[float]:
+    return [float(np.mean([x is not None and x <= k for x in ranks])) for k in (1, 5, 10)] + [
+        float(np.mean([1.0 / x if x is not None and x <= 10 else 0.0 for x in ranks]))
+    ]
+
+
+def sweep(path: Path, settings: Settings, grid: list[tuple[float, float]]) -> list[list[str]]:
+    qa, questions, vecs = squad_index(path, settings.replace(sentence_weight=OPT_IN[0]))
+    idx = qa.data
+    if idx.sentences is None:
+        raise SystemExit(f"the index of {path} has no sentence vectors: rebuild it")
+    held = set(heldout_articles())
+    ranked = [retrieve(idx, v, q.text, settings.candidates) for q, v in zip(questions, vecs, strict=True)]
+    groups = {
+        "training articles": [i for i, q in enumerate(questions) if q.article not in held],
+        "held-out articles": [i for i, q in enumerate(questions) if q.article in held],
+        "all": list(range(len(questions))),
+    }
+    rows = []
+    for name, members in groups.items():
+        base: list[float] = []
+        for s, w in [BEFORE, *[g for g in grid if g != BEFORE]]:
+            ranks = [
+                metrics.gold_rank(
+                    [h.chunk.doc_id for h in fuse(idx, ranked[i], vecs[i], 30, w, s)], questions[i].doc_id
+                )
+                for i in members
+            ]
+            got = scores(ranks)
+            base = base or got
+            mark = " (default)" if (s, w) == BEFORE else " (opt-in)" if (s, w) == OPT_IN else ""
+            rows.append(
+                [f"{name} ({len(members)})", f"{s:g}", f"{w:g}{mark}"]
+                + [f"{x:.3f}" for x in got]
+                + [f"{got[0] - base[0]:+.3f}", f"{got[3] - base[3]:+.3f}"]
+            )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--files", nargs="*", type=Path, default=FILES)
+    ap.add_argument("--sentence-weight", nargs="*", type=float, default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    ap.add_argument("--dense-weight", nargs="*", type=float, default=[0.65, 0.75])
+    args = ap.parse_args(argv)
+    settings = Settings()
+    grid = [(s, w) for s in args.sentence_weight for w in args.dense_weight]
+    for path in args.files:
+        rows = sweep(path, settings, grid)
+        title = (f"Sentence and dense weights on {path.name} (answerable questions, fused as the app "
+                 f"fuses; {load_line()})")  # fmt: skip
+        headers = ["questions", "sentence weight", "dense weight", "R@1", "R@5", "R@10", "MRR@10",
+                   "R@1 vs default", "MRR@10 vs default"]  # fmt: skip
+        table(title, headers, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
