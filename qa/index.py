@@ -236,17 +236,17 @@ def _sentence_vectors(
     chunks: list[Chunk], previous: IndexData | None, embedder: Embedder, settings: Settings
 ) -> tuple[np.ndarray, np.ndarray]:
     """Every chunk's sentence vectors (fp16) and where each chunk's rows start; a chunk whose
-    embedded text is unchanged keeps its previous rows."""
+    sentence texts (titles included) are unchanged keeps its previous rows."""
     reuse: dict[str, int] = {}
     if previous is not None and previous.sentences is not None:
         for row, ch in enumerate(previous.chunks):
-            reuse.setdefault(_text_key(embed_text(ch)), row)
+            reuse.setdefault(_sentences_key(ch), row)
     starts = np.zeros(len(chunks) + 1, dtype=np.int64)
     parts: list[np.ndarray] = []
     todo_texts: list[str] = []
     todo_at: list[int] = []  # index into parts for each chunk needing embedding
     for i, ch in enumerate(chunks):
-        old = reuse.get(_text_key(embed_text(ch)))
+        old = reuse.get(_sentences_key(ch))
         if (
             old is not None
             and previous is not None
@@ -262,7 +262,7 @@ def _sentence_vectors(
             todo_texts.extend(texts)
         starts[i + 1] = starts[i] + len(parts[-1])
     if todo_texts:
-        fresh = embedder.embed(todo_texts, batch_size=max(settings.batch_size, 64)).astype(np.float16)
+        fresh = embedder.embed(todo_texts, batch_size=settings.batch_size).astype(np.float16)
         at = 0
         for j in todo_at:
             n = len(parts[j])
@@ -271,6 +271,10 @@ def _sentence_vectors(
     dim = int(embedder.dim)
     sentences = np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float16)
     return sentences, starts
+
+
+def _sentences_key(chunk: Chunk) -> str:
+    return _text_key("\x1f".join(sentence_texts(chunk)))
 
 
 def _text_key(text: str) -> str:
@@ -394,16 +398,22 @@ def _load_generation(gen: Path, model: str | None) -> IndexData:
             f"{gen / 'vectors.faiss'} does not match {gen / 'chunks.jsonl'}: run `qa build` to rebuild"
         )
     lexical = LexicalIndex.load(gen / "bm25", len(chunks))
-    sentences, starts = _load_sentences(gen, len(chunks), int(vectors.d))
+    sentences, starts = _load_sentences(gen, manifest, len(chunks), int(vectors.d))
     return IndexData(gen, manifest, docs, chunks, vectors, lexical, sentences, starts)
 
 
-def _load_sentences(gen: Path, n_chunks: int, dim: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _load_sentences(
+    gen: Path, manifest: dict[str, Any], n_chunks: int, dim: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The sentence vectors (memory-mapped) and their starts, checked against the chunks;
-    (None, None) for an index built before them."""
+    (None, None) for an index built without them. Only files the manifest lists (and so
+    ``_check_files`` checked) are read."""
+    listed = manifest.get("files", {})
     vec_path, start_path = gen / "sentences.npy", gen / "sentence_starts.npy"
-    if not vec_path.exists() and not start_path.exists():
+    if vec_path.name not in listed and start_path.name not in listed:
         return None, None
+    if vec_path.name not in listed or start_path.name not in listed:
+        raise IndexCorruptError(f"the manifest in {gen} lists only one of the sentence files: run `qa build`")
     try:
         sentences = np.load(vec_path, mmap_mode="r", allow_pickle=False)
         starts = np.load(start_path, allow_pickle=False)
@@ -411,18 +421,29 @@ def _load_sentences(gen: Path, n_chunks: int, dim: int) -> tuple[np.ndarray | No
         raise IndexCorruptError(
             f"the sentence vectors in {gen} are unreadable ({exc}): run `qa build`"
         ) from None
+    if not _sentences_fit(sentences, starts, manifest, n_chunks, dim):
+        raise IndexCorruptError(f"the sentence vectors in {gen} do not match its chunks: run `qa build`")
+    return sentences, starts.astype(np.int64)
+
+
+def _sentences_fit(
+    sentences: np.ndarray, starts: np.ndarray, manifest: dict[str, Any], n_chunks: int, dim: int
+) -> bool:
+    """Whether the sentence arrays fit the chunks: float vectors of the model's width, and
+    integer offsets from 0 to their count that never decrease, one per chunk and one more."""
     if (
         sentences.ndim != 2
         or not np.issubdtype(sentences.dtype, np.floating)
         or sentences.shape[1] != dim
         or starts.ndim != 1
         or len(starts) != n_chunks + 1
-        or not np.issubdtype(starts.dtype, np.integer)
-        or (len(starts) and (starts[0] != 0 or starts[-1] != len(sentences)))
-        or bool(np.any(np.diff(starts) < 0))
+        or starts.dtype.kind not in "iu"
+        or manifest.get("counts", {}).get("sentences") != len(sentences)
+        or int(starts.max()) > len(sentences)  # checked before the cast below could wrap it
     ):
-        raise IndexCorruptError(f"the sentence vectors in {gen} do not match its chunks: run `qa build`")
-    return sentences, starts
+        return False
+    offsets = starts.astype(np.int64)
+    return bool(offsets[0] == 0 and offsets[-1] == len(sentences) and np.all(np.diff(offsets) >= 0))
 
 
 def _check_files(gen: Path, manifest: dict[str, Any]) -> None:

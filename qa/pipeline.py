@@ -8,6 +8,7 @@ whole, never a mix.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -37,6 +38,18 @@ _REFERRING = re.compile(
     re.IGNORECASE,
 )
 # Control characters and lone surrogates (which cannot be encoded) become spaces.
+log = logging.getLogger("qa")
+
+
+def _warn_without_sentences(data: IndexData, settings: Settings) -> None:
+    if settings.sentence_weight > 0 and data.sentences is None:
+        log.warning(
+            "sentence_weight is %s but the index in %s has no sentence vectors, so the chunk's "
+            "cosine is used alone: run `qa build` to add them",
+            settings.sentence_weight, data.path.parent,
+        )  # fmt: skip
+
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
@@ -56,6 +69,7 @@ class QA:
         )  # fmt: skip
         self._reload_lock = threading.Lock()
         self.last_build: BuildReport | None = None
+        _warn_without_sentences(data, settings)
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -116,6 +130,7 @@ class QA:
             data = index_mod.load(self.settings.index_dir, model=self.embedder.name)
             if data.path == self._data.path:
                 return False
+            _warn_without_sentences(data, self.settings)
             self._data = data  # one assignment: queries see the old or the new index whole
             return True
 

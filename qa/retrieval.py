@@ -86,7 +86,7 @@ def fuse(
             chunk=data.chunks[row],
             score=fused[row],
             rank=rank,
-            dense_score=cosines[row],  # every hit gets its cosine: abstention weighs it
+            dense_score=cosines[row],  # every hit gets its dense score: abstention weighs it
             lexical_score=ranked.lexical[row][1] if row in ranked.lexical else None,
         )
         for rank, row in enumerate(order, 1)

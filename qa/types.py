@@ -40,7 +40,8 @@ class Hit:
     chunk: Chunk
     score: float  # the fused score that ordered the hits
     rank: int  # 1-based
-    dense_score: float | None = None  # cosine similarity, when the dense search saw it
+    # cosine similarity (with ``sentence_weight`` > 0, mixed with the best sentence's cosine)
+    dense_score: float | None = None
     lexical_score: float | None = None  # BM25 score, when the lexical search saw it
 
 

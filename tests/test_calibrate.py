@@ -211,3 +211,23 @@ def test_saved_readings_reload_only_for_the_same_reader_and_retrieval(tmp_path: 
         calibrate.check_writable(tmp_path)
     calibrate.check_writable(tmp_path / "new" / "readings.json")  # a new folder is made
     assert (tmp_path / "new").is_dir()
+
+
+def test_calibration_records_the_sentence_weight(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    body = {"weights": {"margin": 1.0}, "bias": 0.0, "dense_weight": 0.65}
+    (tmp_path / "calibration.json").write_text(json.dumps(body))
+    cal = Calibration.load(tmp_path)
+    assert cal.sentence_weight == 0.0  # fitted before sentence vectors: the chunk's cosine alone
+    with caplog.at_level(logging.WARNING, logger="qa"):
+        cal.check(None, 0.65, sentence_weight=0.0)
+        assert not caplog.records
+        cal.check(None, 0.65, sentence_weight=0.75)
+        assert "sentence_weight 0.0, not 0.75" in caplog.records[0].getMessage()
+    (tmp_path / "calibration.json").write_text(json.dumps({**body, "sentence_weight": 0.75}))
+    cal = Calibration.load(tmp_path)
+    assert cal.sentence_weight == 0.75
+    with caplog.at_level(logging.WARNING, logger="qa"):
+        caplog.clear()
+        cal.check(None, 0.65, sentence_weight=0.75)
+        assert not caplog.records
+    assert Calibration().sentence_weight is None  # the hand-set default checks nothing

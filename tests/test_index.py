@@ -151,6 +151,83 @@ def test_sentence_vectors_are_stored_per_chunk_and_checked(sample_seeds: Path, f
         index_mod.load(fake_settings.index_dir)
 
 
+def _rows_match_fresh(data, emb) -> bool:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    starts = data.sentence_starts
+    for n, chunk in enumerate(data.chunks):
+        want = emb.embed(index_mod.sentence_texts(chunk)).astype(np.float16)
+        if not np.array_equal(np.asarray(data.sentences[starts[n] : starts[n + 1]]), want):
+            return False
+    return True
+
+
+def test_sentence_rows_follow_a_title_change(tmp_path: Path, fake_settings) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    from qa.types import Document
+
+    on = fake_settings.replace(sentence_weight=0.75, index_dir=tmp_path / "index")
+    emb = CountingEmbedder()
+    text = "The Nile is long. The Amazon is wide. Both are rivers."
+    other = "Penguins live in the south."
+
+    def docs(title: str, other_text: str) -> list[Document]:
+        return [
+            Document("rivers.txt", title, text, hashlib.sha256(text.encode()).hexdigest()),
+            Document("birds.txt", "Birds", other_text, hashlib.sha256(other_text.encode()).hexdigest()),
+        ]
+
+    first = QA.from_documents(docs("Nile", other), settings=on, embedder=emb)
+    assert _rows_match_fresh(first.data, emb)
+    # the chunk text holds both titles, so its own vector is reused; its sentences' titles change
+    later = QA.from_documents(docs("Amazon", other + " Gulls too."), settings=on, embedder=emb)
+    assert _rows_match_fresh(later.data, emb)
+
+
+def test_sentence_files_are_read_only_as_the_manifest_lists_them(sample_seeds: Path, fake_settings) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    on = fake_settings.replace(sentence_weight=0.75)
+    qa = build(sample_seeds, on, CountingEmbedder())
+    gen = store.current_generation(on.index_dir)
+    manifest = json.loads((gen / "manifest.json").read_text())
+
+    def write(starts: np.ndarray, files: dict) -> None:  # type: ignore[type-arg]
+        np.save(gen / "sentence_starts.npy", starts, allow_pickle=False)
+        path = gen / "sentence_starts.npy"
+        files = dict(files)
+        if "sentence_starts.npy" in files:
+            files["sentence_starts.npy"] = {"bytes": path.stat().st_size, "sha256": store.sha256_file(path)}
+        (gen / "manifest.json").write_text(json.dumps({**manifest, "files": files}))
+
+    good = np.asarray(qa.data.sentence_starts)
+    wrapped = good.astype(np.uint64)
+    wrapped[1] = len(qa.data.sentences) + 5  # past the end: unsigned offsets must not wrap around
+    write(wrapped, manifest["files"])
+    with pytest.raises(IndexCorruptError, match="sentence vectors"):
+        index_mod.load(on.index_dir)
+    write(good, {k: v for k, v in manifest["files"].items() if k != "sentences.npy"})
+    with pytest.raises(IndexCorruptError, match="only one of the sentence files"):
+        index_mod.load(on.index_dir)
+    unlisted = {k: v for k, v in manifest["files"].items() if not k.startswith("sentence")}
+    write(good, unlisted)  # files the manifest does not list (so were not checked) are not read
+    assert index_mod.load(on.index_dir).sentences is None
+
+
+def test_a_sentence_weight_without_sentence_vectors_warns(  # type: ignore[no-untyped-def]
+    sample_seeds: Path, fake_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    qa = build(sample_seeds, fake_settings, CountingEmbedder())  # default: none built
+    with caplog.at_level(logging.WARNING, logger="qa"):
+        QA(qa.data, fake_settings, qa.embedder)
+        assert not caplog.records
+        QA(qa.data, fake_settings.replace(sentence_weight=0.75), qa.embedder)
+        assert "no sentence vectors" in caplog.records[0].getMessage()
+
+
 def test_sentence_weight_zero_builds_no_sentence_vectors(sample_seeds: Path, fake_settings) -> None:  # type: ignore[no-untyped-def]
     emb = CountingEmbedder()
     off = fake_settings  # the default
