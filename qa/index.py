@@ -238,25 +238,21 @@ def _sentence_vectors(
     """Every chunk's sentence vectors (fp16) and where each chunk's rows start; a chunk whose
     sentence texts (titles included) are unchanged keeps its previous rows."""
     reuse: dict[str, int] = {}
-    if previous is not None and previous.sentences is not None:
+    old_vectors, old_starts = np.zeros((0, embedder.dim), np.float16), np.zeros(1, np.int64)
+    if previous is not None and previous.sentences is not None and previous.sentence_starts is not None:
+        old_vectors, old_starts = previous.sentences, previous.sentence_starts
         for row, ch in enumerate(previous.chunks):
-            reuse.setdefault(_sentences_key(ch), row)
+            reuse.setdefault(_sentences_key(sentence_texts(ch)), row)
     starts = np.zeros(len(chunks) + 1, dtype=np.int64)
     parts: list[np.ndarray] = []
     todo_texts: list[str] = []
     todo_at: list[int] = []  # index into parts for each chunk needing embedding
     for i, ch in enumerate(chunks):
-        old = reuse.get(_sentences_key(ch))
-        if (
-            old is not None
-            and previous is not None
-            and previous.sentences is not None
-            and previous.sentence_starts is not None
-        ):
-            a, b = previous.sentence_starts[old], previous.sentence_starts[old + 1]
-            parts.append(np.asarray(previous.sentences[a:b], dtype=np.float16))
+        texts = sentence_texts(ch)
+        old = reuse.get(_sentences_key(texts))
+        if old is not None:
+            parts.append(np.asarray(old_vectors[old_starts[old] : old_starts[old + 1]], dtype=np.float16))
         else:
-            texts = sentence_texts(ch)
             todo_at.append(len(parts))
             parts.append(np.zeros((len(texts), embedder.dim), dtype=np.float16))
             todo_texts.extend(texts)
@@ -273,8 +269,8 @@ def _sentence_vectors(
     return sentences, starts
 
 
-def _sentences_key(chunk: Chunk) -> str:
-    return _text_key("\x1f".join(sentence_texts(chunk)))
+def _sentences_key(texts: list[str]) -> str:
+    return _text_key("\x1f".join(texts))
 
 
 def _text_key(text: str) -> str:

@@ -37,7 +37,6 @@ _REFERRING = re.compile(
     r"this|that|these|those|there|the same)\b",
     re.IGNORECASE,
 )
-# Control characters and lone surrogates (which cannot be encoded) become spaces.
 log = logging.getLogger("qa")
 
 
@@ -50,6 +49,7 @@ def _warn_without_sentences(data: IndexData, settings: Settings) -> None:
         )  # fmt: skip
 
 
+# Control characters and lone surrogates (which cannot be encoded) become spaces.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
