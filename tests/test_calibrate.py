@@ -8,6 +8,7 @@ import math
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qa.calibration import DEFAULT_SELECTION, SELECTION_FEATURES, Calibration
@@ -231,3 +232,44 @@ def test_calibration_records_the_sentence_weight(tmp_path: Path, caplog: pytest.
         cal.check(None, 0.65, sentence_weight=0.75)
         assert not caplog.records
     assert Calibration().sentence_weight is None  # the hand-set default checks nothing
+
+
+def test_article_splits_cover_every_split_once() -> None:
+    six = [f"A{i}" for i in range(6)]
+    splits = calibrate.article_splits(six)
+    assert len(splits) == 10  # C(6,3) / 2: a split and its mirror are the same split
+    keys = {frozenset(frozenset(h) for h in s) for s in splits}
+    assert len(keys) == 10
+    assert all(len(a) == len(b) == 3 and a | b == set(six) and not a & b for a, b in splits)
+    five = calibrate.article_splits([f"A{i}" for i in range(5)])
+    assert len(five) == 10 and all({len(a), len(b)} == {2, 3} for a, b in five)  # C(5,2)
+    many = calibrate.article_splits([f"A{i}" for i in range(12)], cap=20)
+    assert len(many) == 20 and many == calibrate.article_splits([f"A{i}" for i in range(12)], cap=20)
+    assert calibrate.article_splits(["only"]) == []
+
+
+def test_spread_over_splits_skips_a_kind_a_split_lacks() -> None:
+    a = {"answered_answerable": 0.9, "declined_unindexed": 0.5, "selection": {"f1": 0.6}}
+    b = {"answered_answerable": 0.8, "declined_unindexed": float("nan"), "selection": {"f1": 0.7}}
+    assert calibrate.spread([a, b], np.mean) == {
+        "answered_answerable": 0.85,
+        "declined_unindexed": 0.5,
+        "selection": {"f1": 0.65},
+    }
+    assert calibrate.spread([a, b], np.min)["answered_answerable"] == 0.8
+    assert math.isnan(calibrate.spread([b], np.max)["declined_unindexed"])
+
+
+def test_cross_fit_scores_each_article_once_from_the_other_half() -> None:
+    data = [
+        {**r, "candidates": [{"features": r["features"], "f1": 1.0, "gold": True}] * 2, "top_cosine": 0.5}
+        for r in rows(600, 2)
+        if r["features"]
+    ]
+    halves = [{"A0", "A1"}, {"A2", "A3"}]
+    scored = calibrate.cross_fit(data, halves, 0.9)
+    # every row comes back once, scored by the half it is not in
+    assert sorted(r["article"] for r, _ in scored) == sorted(r["article"] for r in data)
+    got = calibrate.summary(scored)
+    assert 0.8 <= got["answered_answerable"] <= 0.97 and got["declined_unindexed"] > 0.6
+    assert got["selection"] == {"f1": 1.0, "gold_passage": 1.0}

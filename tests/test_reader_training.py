@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 from pathlib import Path
 
@@ -122,6 +123,27 @@ def test_tiny_training_run_ships_a_loadable_reader(tmp_path: Path) -> None:
         )
         == 0
     )
+
+    # the abstention probe reads the held-out article: one question, one unanswerable, no other
+    # paragraph (so, read without its own, the question has nothing to answer from)
+    from training.probe import probe
+
+    got = probe(out, data, "cpu")
+    assert got["gold"]["n"] == 1 and got["distractor"]["n"] == 1
+    assert got["v2"]["unanswerable"] == 1 and got["v2"]["answerable"] == 0
+    assert math.isnan(got["v2"]["declined@90"])
+    assert got["unindexed_sim"] == {"n": 1, "declined@90": 100.0, "declined@85": 100.0}
+
+
+def test_probe_declines_below_the_threshold_that_answers_the_share() -> None:
+    from training.probe import best_of, declined_at
+
+    answerable = [float(x) for x in range(1, 11)]  # the 10% quantile is 1.9
+    assert declined_at(answerable, [0.0, 1.5, 5.0, 20.0], 0.9) == 50.0
+    assert declined_at(answerable, [1.9, 2.0], 0.9) == 0.0  # at the threshold: answered
+    assert declined_at(answerable, [float("-inf")], 0.5) == 100.0
+    assert math.isnan(declined_at([], [1.0], 0.9)) and math.isnan(declined_at([1.0], [], 0.9))
+    assert best_of([1.0, 5.0, 2.0], [0, 0, 1], 3).tolist() == [5.0, 2.0, float("-inf")]
 
 
 @pytest.mark.model  # the bundled encoder's real weights, as a trained reader has

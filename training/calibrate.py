@@ -17,7 +17,8 @@ shipped weights are fitted on all held-out articles, and the threshold that answ
 ``--answer-rate`` of the answerable questions is folded into the bias, so the app's
 ``min_confidence = 0.5`` is that threshold. The rates printed as ``crossfit`` are honest
 estimates for unseen articles: each half of the articles is scored by a selection, weights
-and a threshold fitted on the other half only.
+and a threshold fitted on the other half only. With six articles one split moves the rates by
+several points, so ``crossfit_splits`` gives their mean, lowest and highest over every split.
 
     python -m training.calibrate            # ~10 min on 2 cores
     python -m training.calibrate --save-rows R.json   # and keep the readings
@@ -27,9 +28,11 @@ and a threshold fitted on the other half only.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -191,6 +194,51 @@ def rates(rows: list[dict[str, Any]], answered: list[bool]) -> dict[str, float]:
     }
 
 
+def cross_fit(
+    rows: list[dict[str, Any]], halves: list[set[str]], answer_rate: float
+) -> list[tuple[dict[str, Any], bool]]:
+    """Each half's rows (as chosen) and whether they are answered, under a selection, weights
+    and threshold fitted on the other half's articles only."""
+    out: list[tuple[dict[str, Any], bool]] = []
+    for test in halves:
+        selection = fit_selection([r for r in rows if r["article"] not in test])
+        chosen = choose(rows, selection)
+        w, b = fit_with_threshold([r for r in chosen if r["article"] not in test], answer_rate)
+        out += [(r, logit(w, b, r["features"]) >= 0) for r in chosen if r["article"] in test]
+    return out
+
+
+def article_splits(articles: list[str], cap: int = 20) -> list[list[set[str]]]:
+    """Every split of ``articles`` into two halves (each split once), or ``cap`` of them drawn
+    with a fixed seed when there are more."""
+    arts = sorted(articles)
+    k = len(arts) // 2
+    firsts = [set(c) for c in itertools.combinations(arts, k) if len(arts) % 2 or arts[0] in c]
+    if len(firsts) > cap:
+        firsts = random.Random(0).sample(firsts, cap)
+    return [[first, set(arts) - first] for first in firsts if first and len(first) < len(arts)]
+
+
+def summary(scored: list[tuple[dict[str, Any], bool]]) -> dict[str, Any]:
+    """The abstention rates and the selection quality of cross-fitted rows."""
+    rows = [r for r, _ in scored]
+    return {**rates(rows, [a for _, a in scored]), "selection": selection_quality(rows)}
+
+
+def spread(summaries: list[dict[str, Any]], how: Any) -> dict[str, Any]:
+    """``how`` (mean, min or max) of each rate and selection measure over several summaries."""
+
+    def of(values: list[float]) -> float:
+        finite = [v for v in values if not math.isnan(v)]  # a kind absent from the rows is NaN
+        return round(float(how(finite)), 4) if finite else float("nan")
+
+    rates_ = {k: of([s[k] for s in summaries]) for k in summaries[0] if k != "selection"}
+    return {
+        **rates_,
+        "selection": {k: of([s["selection"][k] for s in summaries]) for k in summaries[0]["selection"]},
+    }
+
+
 #: The settings that the readings depend on besides the reader weights and BM25's parameters.
 ROWS_SETTINGS = (
     "model", "chunk_tokens", "chunk_overlap", "candidates", "dense_weight", "sentence_weight",
@@ -279,12 +327,9 @@ def run() -> None:
 
     # Honest estimate: two halves of the articles, each scored by the other's fit.
     halves = [set(holdout[0::2]), set(holdout[1::2])]
-    crossfit: list[tuple[dict[str, Any], bool]] = []
-    for test in halves:
-        selection = fit_selection([r for r in rows if r["article"] not in test])
-        chosen = choose(rows, selection)
-        w, b = fit_with_threshold([r for r in chosen if r["article"] not in test], args.answer_rate)
-        crossfit += [(r, logit(w, b, r["features"]) >= 0) for r in chosen if r["article"] in test]
+    crossfit = cross_fit(rows, halves, args.answer_rate)
+    # One split of a few articles is noisy (a few points either way): every split, summarised.
+    every = [summary(cross_fit(rows, h, args.answer_rate)) for h in article_splits(holdout)]
 
     selection = fit_selection(rows)
     chosen = choose(rows, selection)
@@ -313,8 +358,16 @@ def run() -> None:
                 "fitted on the other"
             ),
             "halves": [sorted(h) for h in halves],
-            **rates([r for r, _ in crossfit], [a for _, a in crossfit]),
-            "selection": selection_quality([r for r, _ in crossfit]),
+            **summary(crossfit),
+        },
+        "crossfit_splits": {
+            "how": "the same, over every split of the articles into two halves (at most 20)",
+            "splits": len(every),
+            **{
+                name: spread(every, how)
+                for name, how in (("mean", np.mean), ("min", np.min), ("max", np.max))
+                if every  # one held-out article cannot be split
+            },
         },
         "in_sample": {**rates(chosen, shipped), "selection": selection_quality(chosen)},
         "default_selection": selection_quality(choose(rows, DEFAULT_SELECTION)),
