@@ -136,12 +136,14 @@ def test_tiny_training_run_ships_a_loadable_reader(tmp_path: Path) -> None:
 
 
 def test_probe_declines_below_the_threshold_that_answers_the_share() -> None:
-    from training.probe import best_of, declined_at
+    from training.probe import NO_SPAN, best_of, declined_at
 
     answerable = [float(x) for x in range(1, 11)]  # the 10% quantile is 1.9
     assert declined_at(answerable, [0.0, 1.5, 5.0, 20.0], 0.9) == 50.0
     assert declined_at(answerable, [1.9, 2.0], 0.9) == 0.0  # at the threshold: answered
     assert declined_at(answerable, [float("-inf")], 0.5) == 100.0
+    # a passage with no span among the answerable still leaves a finite threshold
+    assert declined_at([NO_SPAN, *answerable[:9]], [NO_SPAN, 0.5, 3.0], 0.9) == 33.33
     assert math.isnan(declined_at([], [1.0], 0.9)) and math.isnan(declined_at([1.0], [], 0.9))
     assert best_of([1.0, 5.0, 2.0], [0, 0, 1], 3).tolist() == [5.0, 2.0, float("-inf")]
 

@@ -50,9 +50,14 @@ def declined_at(
     return round(100 * float(np.mean(np.asarray(negatives, dtype=float) < cut)), 2)
 
 
+#: A passage without a span scores this: finite, so a threshold between it and a real margin
+#: interpolates to a number, not NaN (-inf + inf).
+NO_SPAN = -1e9
+
+
 def margins(reader: SpanReader, pairs: list[tuple[str, str]]) -> list[float]:
-    """Best span score less no-answer score for each (question, passage); -inf without a span."""
-    return [(r.spans[0].score - r.null_score) if r.spans else -np.inf for r in reader.read_pairs(pairs)]
+    """Best span score less no-answer score for each (question, passage); ``NO_SPAN`` without one."""
+    return [(r.spans[0].score - r.null_score) if r.spans else NO_SPAN for r in reader.read_pairs(pairs)]
 
 
 def best_of(scores: list[float], owners: list[int], n: int) -> np.ndarray:
