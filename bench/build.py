@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from bench.common import load_line, median, say, sentence_transformer, table
 from bench.corpus import chunk_texts
 from qa import index as index_mod
 from qa.config import Settings
-from qa.embedding import ProgressFn, SentenceTransformerEmbedder
+from qa.embedding import Pooled, ProgressFn, SentenceTransformerEmbedder, Spans
 from qa.types import Document
 
 
@@ -32,14 +33,29 @@ class TimedEmbedder:
     def dim(self) -> int:
         return self.inner.dim
 
+    @property
+    def pools_spans(self) -> bool:
+        return self.inner.pools_spans
+
+    @contextlib.contextmanager
+    def _timed(self) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - t0
+
     def embed(
         self, texts: Sequence[str], batch_size: int = 32, progress: ProgressFn | None = None
     ) -> np.ndarray:
-        t0 = time.perf_counter()
-        try:
+        with self._timed():
             return self.inner.embed(texts, batch_size=batch_size, progress=progress)
-        finally:
-            self.seconds += time.perf_counter() - t0
+
+    def embed_pooled(
+        self, texts: Sequence[str], spans: Spans, batch_size: int = 32, progress: ProgressFn | None = None
+    ) -> Pooled:
+        with self._timed():
+            return self.inner.embed_pooled(texts, spans, batch_size=batch_size, progress=progress)
 
 
 def run(

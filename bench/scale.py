@@ -28,7 +28,7 @@ import numpy as np
 
 from bench.common import ROOT, dir_bytes, load_line, median, ms, percentile, rss, say, table
 from bench.corpus import clustered_vectors, synthetic_queries, synthetic_texts
-from qa.embedding import ProgressFn
+from qa.embedding import Pooled, ProgressFn, Spans
 from qa.types import Document
 
 MODEL = "synthetic-384"
@@ -38,7 +38,11 @@ OLD_BM25_UP_TO = 200_000  # sizes at which the old BM25 build is timed too (it i
 
 
 class ReplayEmbedder:
-    """Hands out synthetic vectors: corpus texts in order, queries by their text."""
+    """Hands out synthetic vectors: corpus texts in order, queries by their text. Each sentence
+    of a chunk gets the chunk's vector (``embed_pooled``): what the sentence rows cost to store
+    and search is measured here, not what they find."""
+
+    pools_spans = True
 
     def __init__(self, topics: int, queries: dict[str, np.ndarray] | None = None) -> None:
         self.topics = topics
@@ -52,6 +56,12 @@ class ReplayEmbedder:
     @property
     def dim(self) -> int:
         return 384
+
+    def embed_pooled(
+        self, texts: Sequence[str], spans: Spans, batch_size: int = 32, progress: ProgressFn | None = None
+    ) -> Pooled:
+        vectors = self.embed(texts, batch_size, progress)
+        return vectors, [np.repeat(v[None, :], len(s), axis=0) for v, s in zip(vectors, spans, strict=True)]
 
     def embed(
         self, texts: Sequence[str], batch_size: int = 32, progress: ProgressFn | None = None

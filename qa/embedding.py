@@ -27,6 +27,10 @@ from qa.errors import ModelError
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ProgressFn = Callable[[int], None]
+#: Per text, the ``(start, end)`` character spans to pool (``embed_pooled``).
+Spans = Sequence[Sequence[tuple[int, int]]]
+#: The texts' vectors, and per text one row per span.
+Pooled = tuple[np.ndarray, list[np.ndarray]]
 #: Batches of at most this many word pieces (one question) run on one thread: splitting so
 #: little work costs more in thread wake-ups than it saves (13.2 ms on 2 threads, 9.6 on one).
 SINGLE_THREAD_TOKENS = 256
@@ -45,6 +49,19 @@ class Embedder(Protocol):
     def embed(
         self, texts: Sequence[str], batch_size: int = 32, progress: ProgressFn | None = None
     ) -> np.ndarray: ...
+
+
+class PoolingEmbedder(Embedder, Protocol):
+    """An embedder that can also pool vectors for spans of each text from the text's own forward
+    pass (``SentenceTransformerEmbedder.embed_pooled``) when ``pools_spans`` is true; the index
+    makes sentence vectors that way, else embeds each sentence apart."""
+
+    @property
+    def pools_spans(self) -> bool: ...
+
+    def embed_pooled(
+        self, texts: Sequence[str], spans: Spans, batch_size: int = 32, progress: ProgressFn | None = None
+    ) -> Pooled: ...
 
 
 def resolve_model(name: str) -> str:
@@ -161,6 +178,52 @@ class SentenceTransformerEmbedder:
                 progress(len(idx))
         return out
 
+    @property
+    def pools_spans(self) -> bool:
+        """Whether ``embed_pooled`` works: the model's own token states are at hand (the bundled
+        "transformer, mean pooling" layout). Other models embed each sentence apart. Answered
+        from the folder's layout, without loading the model (an up-to-date index needs none)."""
+        if self._model is not None:
+            return isinstance(self._model, MeanPoolingModel)
+        try:
+            return MeanPoolingModel.fits(resolve_model(self._name)) is not None
+        except ModelError:
+            return False
+
+    def embed_pooled(
+        self, texts: Sequence[str], spans: Spans, batch_size: int = 32, progress: ProgressFn | None = None
+    ) -> Pooled:
+        """Each text's vector, as ``embed`` gives it, and from the same forward pass one vector
+        per ``(start, end)`` character span of it: the mean of the token states inside the span,
+        normalised ("late chunking": each span is read in its text's context). A span whose
+        tokens were all cut off by the model's length limit, or that holds none, gets the text's
+        vector. Costs what ``embed`` costs (``bench/README.md``)."""
+        model = self.model
+        if not isinstance(model, MeanPoolingModel):
+            raise ModelError(f"model {self._name!r} does not expose its token states: embed each span apart")
+        if len(spans) != len(texts):
+            raise ValueError("one list of spans per text")
+        import torch
+
+        vectors = np.empty((len(texts), self.dim), dtype=np.float32)
+        pooled: list[np.ndarray] = [np.zeros((0, self.dim), np.float32)] * len(texts)
+        order = np.argsort(-_token_lengths(model, texts), kind="stable") if texts else np.zeros(0, int)
+        for i in range(0, len(texts), batch_size):
+            idx = order[i : i + batch_size]
+            with _TOKENIZER_LOCK:
+                features = model.preprocess([texts[j] for j in idx], offsets=True)
+            offsets = features.pop("offset_mapping")
+            with torch_threads(None), torch.inference_mode():
+                states = model.states(features)
+                mask = features["attention_mask"]
+                whole = torch.nn.functional.normalize(model.pool(states, mask), p=2, dim=1)
+                vectors[idx] = whole.float().numpy()
+                for row, j in enumerate(idx):
+                    pooled[j] = _pool_spans(states[row], offsets[row], mask[row], spans[j], whole[row])
+            if progress:
+                progress(len(idx))
+        return vectors, pooled
+
     @staticmethod
     def _forward(model: Any, texts: list[str]) -> np.ndarray:
         """One batch through the model.
@@ -247,6 +310,13 @@ class MeanPoolingModel:
     @classmethod
     def open(cls, path: str) -> MeanPoolingModel | None:
         """The model in ``path`` if its layout is one this class reproduces exactly, else None."""
+        max_seq_length = cls.fits(path)
+        return None if max_seq_length is None else cls(path, max_seq_length)
+
+    @staticmethod
+    def fits(path: str) -> int | None:
+        """The maximum length in word pieces of the model in ``path`` if its layout is one this
+        class reproduces exactly, else None; reads only the folder's small JSON files."""
         folder = Path(path)
         try:
             modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
@@ -267,7 +337,10 @@ class MeanPoolingModel:
             or extra.get("default_prompt_name")
         ):
             return None
-        return cls(path, int(st_config["max_seq_length"]))
+        try:
+            return int(st_config["max_seq_length"])
+        except (KeyError, TypeError, ValueError):
+            return None
 
     def eval(self) -> MeanPoolingModel:
         self.auto_model.eval()
@@ -276,19 +349,47 @@ class MeanPoolingModel:
     def get_sentence_embedding_dimension(self) -> int:
         return int(self.auto_model.config.hidden_size)
 
-    def preprocess(self, texts: list[str]) -> dict[str, Any]:
+    def preprocess(self, texts: list[str], offsets: bool = False) -> dict[str, Any]:
+        """Model inputs; with ``offsets``, also each token's character span (``offset_mapping``)."""
         return dict(
             self.tokenizer(
                 texts, padding=True, truncation="longest_first", max_length=self.max_seq_length,
-                return_tensors="pt",
+                return_tensors="pt", return_offsets_mapping=offsets,
             )
         )  # fmt: skip
 
+    def states(self, features: dict[str, Any]) -> Any:
+        """The last layer's token states."""
+        return self.auto_model(**features, return_dict=True).last_hidden_state
+
+    @staticmethod
+    def pool(tokens: Any, attention_mask: Any) -> Any:
+        """The mean of each text's token states (padding left out), as the pooling module takes it."""
+        mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
+        return (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
     def __call__(self, features: dict[str, Any]) -> dict[str, Any]:
-        tokens = self.auto_model(**features, return_dict=True).last_hidden_state
-        mask = features["attention_mask"].unsqueeze(-1).to(tokens.dtype)
-        summed = (tokens * mask).sum(dim=1)
-        return {"sentence_embedding": summed / mask.sum(dim=1).clamp(min=1e-9)}
+        return {"sentence_embedding": self.pool(self.states(features), features["attention_mask"])}
+
+
+def _pool_spans(
+    states: Any, offsets: Any, mask: Any, spans: Sequence[tuple[int, int]], whole: Any
+) -> np.ndarray:
+    """One text's span vectors (``embed_pooled``): the normalised mean of the states of the
+    tokens whose characters lie inside each span; ``whole`` (the text's vector) for a span
+    with no such token. Special and padding tokens (empty offsets) belong to no span."""
+    import torch
+
+    if not spans:
+        return np.zeros((0, states.shape[-1]), np.float32)
+    start, end = offsets[:, 0], offsets[:, 1]
+    real = mask.bool() & (end > start)
+    bounds = torch.tensor(spans, dtype=start.dtype)
+    inside = real & (start >= bounds[:, :1]) & (end <= bounds[:, 1:])  # spans x tokens
+    counts = inside.sum(dim=1, keepdim=True)
+    means = (inside.to(states.dtype) @ states) / counts.clamp(min=1)
+    means = torch.where(counts > 0, means, whole.unsqueeze(0))
+    return torch.nn.functional.normalize(means, p=2, dim=1).float().numpy()
 
 
 #: A fast (Rust) tokenizer keeps its padding and truncation settings on the shared object and

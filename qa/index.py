@@ -7,7 +7,8 @@ Layout of one generation (see ``qa.store`` for how generations are swapped)::
     chunks.jsonl     one chunk per line; line n is vector id n
     vectors.faiss    the FAISS index (exact inner product, or HNSW above a size threshold)
     sentences.npy    one fp16 vector per sentence of each chunk (numpy, loaded without pickle;
-                     absent when ``sentence_weight`` is 0)
+                     absent when ``sentence_weight`` is 0), pooled from the chunk's own forward
+                     pass or embedded apart (the manifest's ``sentence_vectors``)
     sentence_starts.npy  chunk n's sentences are rows starts[n]:starts[n + 1] of sentences.npy
     bm25/            bm25s arrays (numpy .npy, loaded without pickle) and vocabulary JSON
 
@@ -22,14 +23,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from qa import store
 from qa.chunking import chunk_document
 from qa.config import Settings
-from qa.embedding import Embedder
+from qa.embedding import Embedder, PoolingEmbedder
 from qa.errors import IndexCorruptError, IndexMismatchError
 from qa.lexical import LEXICAL_PARAMS, LexicalIndex
 from qa.sentences import sentence_spans
@@ -94,6 +95,25 @@ def embed_text(chunk: Chunk) -> str:
     return f"{chunk.title}\n{chunk.text}" if chunk.title and chunk.title not in chunk.text else chunk.text
 
 
+#: How an index's sentence vectors were made (the manifest's ``sentence_vectors``): none; each
+#: sentence embedded apart, titled (``sentence_texts``); or pooled from its chunk's own forward
+#: pass (``Embedder.embed_pooled``, for models that expose their token states).
+NONE, SEPARATE, POOLED = "none", "separate", "pooled"
+
+
+def sentence_method_for(embedder: Embedder, settings: Settings) -> str:
+    """How a build with these settings makes sentence vectors."""
+    if settings.sentence_weight == 0:
+        return NONE
+    return POOLED if getattr(embedder, "pools_spans", False) else SEPARATE
+
+
+def sentence_method(manifest: dict[str, Any]) -> str:
+    """How an index's sentence vectors were made; an index from before pooling embedded them apart."""
+    default = SEPARATE if manifest.get("counts", {}).get("sentences") else NONE
+    return str(manifest.get("sentence_vectors", default))
+
+
 def sentence_texts(chunk: Chunk) -> list[str]:
     """What is embedded for each sentence of a chunk (in order), titled like ``embed_text``."""
     out = []
@@ -119,6 +139,7 @@ def build(
     t0 = time.perf_counter()
     index_dir = Path(index_dir)
     report = BuildReport(warnings=list(warnings))
+    method = sentence_method_for(embedder, settings)
     with store.build_lock(index_dir):
         store.clean_stale(index_dir)
         previous = _load_previous(index_dir, embedder, settings)
@@ -141,9 +162,12 @@ def build(
             == kind_for(len(previous.chunks), settings.hnsw_threshold)
             # BM25's scores are computed at build time with its parameters
             and previous.manifest.get("lexical") == LEXICAL_PARAMS
-            # an index without sentence vectors gets them (its chunk vectors are reused) unless
-            # the dense score does not use them
-            and (previous.sentences is not None or settings.sentence_weight == 0)
+            # an index without sentence vectors, or with another kind, gets them unless the dense
+            # score does not use them
+            and (
+                settings.sentence_weight == 0
+                or (previous.sentences is not None and sentence_method(previous.manifest) == method)
+            )
         ):
             report.up_to_date = True
             report.chunks = len(previous.chunks)
@@ -151,17 +175,22 @@ def build(
             report.seconds = time.perf_counter() - t0
             return report
 
-        chunks, vectors, report.embedded = _chunks_and_vectors(
-            documents, previous, embedder, settings, progress
-        )
-        sentences, starts = (
-            _sentence_vectors(chunks, previous, embedder, settings)
-            if settings.sentence_weight > 0
-            else (None, None)
-        )
+        chunks = _chunks(documents, previous, settings)
+        sentences: np.ndarray | None = None
+        starts: np.ndarray | None = None
+        if method == POOLED:
+            reusable = previous if previous and sentence_method(previous.manifest) == POOLED else None
+            vectors, sentences, starts, report.embedded = _pooled_vectors(
+                chunks, reusable, embedder, settings, progress
+            )
+        else:
+            vectors, report.embedded = _chunk_vectors(chunks, previous, embedder, settings, progress)
+            if method == SEPARATE:
+                reusable = previous if previous and sentence_method(previous.manifest) == SEPARATE else None
+                sentences, starts = _sentence_vectors(chunks, reusable, embedder, settings)
         report.chunks = len(chunks)
         tmp = store.new_generation_dir(index_dir)
-        _write_generation(tmp, documents, chunks, vectors, sentences, starts, embedder, settings)
+        _write_generation(tmp, documents, chunks, vectors, sentences, starts, embedder, settings, method)
         report.generation = store.publish(index_dir, tmp).name
     report.seconds = time.perf_counter() - t0
     return report
@@ -186,20 +215,13 @@ def _load_previous(index_dir: Path, embedder: Embedder, settings: Settings) -> I
     return previous
 
 
-def _chunks_and_vectors(
-    documents: Sequence[Document],
-    previous: IndexData | None,
-    embedder: Embedder,
-    settings: Settings,
-    progress: Callable[[int, int], None] | None,
-) -> tuple[list[Chunk], np.ndarray, int]:
+def _chunks(documents: Sequence[Document], previous: IndexData | None, settings: Settings) -> list[Chunk]:
+    """Every document's chunks: an unchanged document (text and title) keeps its previous ones."""
     old_docs = previous.documents if previous else {}
     old_rows: dict[str, list[int]] = {}
-    reuse: dict[str, int] = {}  # hash of embedded text -> row in the previous index
     if previous:
         for row, ch in enumerate(previous.chunks):
             old_rows.setdefault(ch.doc_id, []).append(row)
-            reuse.setdefault(_text_key(embed_text(ch)), row)
     chunks: list[Chunk] = []
     for doc in documents:
         old = old_docs.get(doc.doc_id)
@@ -209,27 +231,102 @@ def _chunks_and_vectors(
             chunks.extend(
                 chunk_document(doc, settings.chunk_tokens, settings.chunk_overlap, settings.encoding)
             )
+    return chunks
+
+
+def _reusable_rows(chunks: list[Chunk], previous: IndexData | None) -> tuple[list[int | None], list[int]]:
+    """For each chunk, the previous index's row with the same embedded text (or None), and the
+    chunks that have none."""
+    reuse: dict[str, int] = {}  # hash of embedded text -> row in the previous index
+    for row, ch in enumerate(previous.chunks if previous else []):
+        reuse.setdefault(_text_key(embed_text(ch)), row)
+    rows = [reuse.get(_text_key(embed_text(ch))) for ch in chunks]
+    return rows, [i for i, row in enumerate(rows) if row is None]
+
+
+def _steps(progress: Callable[[int, int], None] | None, total: int) -> Callable[[int], None]:
+    """``progress(done, total)`` as batches of ``n`` are embedded."""
+    done = 0
+
+    def step(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(done, total)
+
+    return step
+
+
+def _chunk_vectors(
+    chunks: list[Chunk],
+    previous: IndexData | None,
+    embedder: Embedder,
+    settings: Settings,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[np.ndarray, int]:
+    """Every chunk's vector (a chunk whose embedded text is unchanged keeps its previous one),
+    and how many were computed."""
+    rows, todo = _reusable_rows(chunks, previous)
     vectors = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
-    todo: list[int] = []
-    for i, ch in enumerate(chunks):
-        old_row = reuse.get(_text_key(embed_text(ch)))
-        if old_row is not None and previous is not None:
-            vectors[i] = previous.vectors.reconstruct(old_row)
-        else:
-            todo.append(i)
+    for i, row in enumerate(rows):
+        if row is not None and previous is not None:
+            vectors[i] = previous.vectors.reconstruct(row)
     if todo:
-        done = 0
-
-        def step(n: int) -> None:
-            nonlocal done
-            done += n
-            if progress:
-                progress(done, len(todo))
-
         vectors[todo] = embedder.embed(
-            [embed_text(chunks[i]) for i in todo], batch_size=settings.batch_size, progress=step
+            [embed_text(chunks[i]) for i in todo],
+            batch_size=settings.batch_size,
+            progress=_steps(progress, len(todo)),
         )
-    return chunks, vectors, len(todo)
+    return vectors, len(todo)
+
+
+def _sentence_offsets(chunk: Chunk) -> list[tuple[int, int]]:
+    """Where each sentence of a chunk lies in its embedded text (``embed_text``)."""
+    shift = len(embed_text(chunk)) - len(chunk.text)  # the title line, when one is prepended
+    spans = [(shift + a, shift + b) for a, b in sentence_spans(chunk.text) if chunk.text[a:b].strip()]
+    return spans or [(0, len(embed_text(chunk)))]
+
+
+def _pooled_vectors(
+    chunks: list[Chunk],
+    previous: IndexData | None,
+    embedder: Embedder,
+    settings: Settings,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Every chunk's vector and its sentences' vectors, pooled from the same forward pass
+    (``embed_pooled``), where each chunk's rows start, and how many chunks were computed. A
+    chunk whose embedded text is unchanged keeps its previous vector and rows (``previous``
+    must hold pooled sentence vectors)."""
+    rows, todo = _reusable_rows(chunks, previous)
+    vectors = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
+    parts: list[np.ndarray] = [np.zeros((0, embedder.dim), np.float16)] * len(chunks)
+    if previous is not None and previous.sentences is not None and previous.sentence_starts is not None:
+        old_vectors, old_starts = previous.sentences, previous.sentence_starts
+        for i, row in enumerate(rows):
+            # the same embedded text may split into other sentences (a title line, or none)
+            if row is not None and old_starts[row + 1] - old_starts[row] == len(_sentence_offsets(chunks[i])):
+                vectors[i] = previous.vectors.reconstruct(row)
+                parts[i] = np.asarray(old_vectors[old_starts[row] : old_starts[row + 1]], dtype=np.float16)
+            elif row is not None:
+                todo.append(i)
+        todo.sort()
+    else:
+        todo = list(range(len(chunks)))
+    if todo:
+        fresh, pooled = cast(PoolingEmbedder, embedder).embed_pooled(
+            [embed_text(chunks[i]) for i in todo],
+            [_sentence_offsets(chunks[i]) for i in todo],
+            batch_size=settings.batch_size,
+            progress=_steps(progress, len(todo)),
+        )
+        vectors[todo] = fresh
+        for i, rows_i in zip(todo, pooled, strict=True):
+            parts[i] = rows_i.astype(np.float16)
+    starts = np.zeros(len(chunks) + 1, dtype=np.int64)
+    starts[1:] = np.cumsum([len(p) for p in parts])
+    sentences = np.concatenate(parts) if parts else np.zeros((0, embedder.dim), dtype=np.float16)
+    return vectors, sentences, starts, len(todo)
 
 
 def _sentence_vectors(
@@ -286,6 +383,7 @@ def _write_generation(
     sentence_starts: np.ndarray | None,
     embedder: Embedder,
     settings: Settings,
+    method: str,
 ) -> None:
     store.write_jsonl(
         gen / "documents.jsonl",
@@ -323,6 +421,7 @@ def _write_generation(
         "chunking": chunking_settings(settings),
         "vector_index": {"type": index_kind(index), "vectors": int(index.ntotal)},
         "lexical": LEXICAL_PARAMS,
+        "sentence_vectors": method,
         "counts": {
             "documents": len(documents),
             "chunks": len(chunks),

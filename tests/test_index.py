@@ -27,6 +27,22 @@ class CountingEmbedder(HashEmbedder):
         return super().embed(texts, batch_size, progress)
 
 
+class PoolingEmbedder(CountingEmbedder):
+    """Pools span vectors from each text's own pass, as the bundled model does
+    (``embed_pooled``); here a span's vector is the hash of its characters."""
+
+    pools_spans = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pooled = 0
+
+    def embed_pooled(self, texts, spans, batch_size=32, progress=None):  # type: ignore[no-untyped-def]
+        self.pooled += len(texts)
+        rows = [HashEmbedder.embed(self, [t[a:b] for a, b in s]) for t, s in zip(texts, spans, strict=True)]
+        return HashEmbedder.embed(self, texts, batch_size, progress), rows
+
+
 def build(sample_seeds: Path, settings, embedder=None) -> QA:  # type: ignore[no-untyped-def]
     return QA.build(sample_seeds, settings.index_dir, settings=settings, embedder=embedder)
 
@@ -220,18 +236,18 @@ def test_a_sentence_weight_without_sentence_vectors_warns(  # type: ignore[no-un
 ) -> None:
     import logging
 
-    qa = build(sample_seeds, fake_settings, CountingEmbedder())  # default: none built
+    off = fake_settings.replace(sentence_weight=0.0)
+    qa = build(sample_seeds, off, CountingEmbedder())  # none built
     with caplog.at_level(logging.WARNING, logger="qa"):
-        QA(qa.data, fake_settings, qa.embedder)
+        QA(qa.data, off, qa.embedder)
         assert not caplog.records
-        QA(qa.data, fake_settings.replace(sentence_weight=0.75), qa.embedder)
+        QA(qa.data, fake_settings, qa.embedder)  # the default weighs them
         assert "no sentence vectors" in caplog.records[0].getMessage()
 
 
 def test_sentence_weight_zero_builds_no_sentence_vectors(sample_seeds: Path, fake_settings) -> None:  # type: ignore[no-untyped-def]
     emb = CountingEmbedder()
-    off = fake_settings  # the default
-    assert off.sentence_weight == 0
+    off = fake_settings.replace(sentence_weight=0.0)
     qa = build(sample_seeds, off, emb)
     assert qa.data.sentences is None and emb.embedded == len(qa.data.chunks)  # chunks only
     gen = store.current_generation(off.index_dir)
@@ -402,3 +418,84 @@ def test_index_built_with_other_bm25_parameters_is_rebuilt_without_reembedding(
         again.search("bread dough yeast", k=1)[0].chunk.doc_id
         == first.search("bread dough yeast", k=1)[0].chunk.doc_id
     )
+
+
+def _rows_are_pooled(data, emb) -> bool:  # type: ignore[no-untyped-def]
+    """Each chunk's rows are its sentences (without the title line), pooled in order."""
+    import numpy as np
+
+    from qa.sentences import sentence_spans
+
+    starts = data.sentence_starts
+    for n, chunk in enumerate(data.chunks):
+        texts = [chunk.text[a:b] for a, b in sentence_spans(chunk.text) if chunk.text[a:b].strip()]
+        want = HashEmbedder.embed(emb, texts).astype(np.float16)
+        if not np.array_equal(np.asarray(data.sentences[starts[n] : starts[n + 1]]), want):
+            return False
+    return True
+
+
+def test_pooled_sentence_vectors_come_from_the_chunks_own_pass(sample_seeds: Path, fake_settings) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    on = fake_settings.replace(sentence_weight=0.75)
+    emb = PoolingEmbedder()
+    qa = build(sample_seeds, on, emb)
+    total = len(qa.data.chunks)
+    assert qa.data.manifest["sentence_vectors"] == "pooled"
+    assert emb.pooled == total and emb.embedded == 0  # one pass per chunk, no sentence embedded apart
+    assert _rows_are_pooled(qa.data, emb)
+    assert np.array_equal(  # the chunk vectors are the ones ``embed`` gives
+        np.stack([qa.data.vectors.reconstruct(i) for i in range(total)]),
+        HashEmbedder.embed(emb, [index_mod.embed_text(c) for c in qa.data.chunks]),
+    )
+
+    emb.pooled = 0
+    assert build(sample_seeds, on, emb).last_build.up_to_date and emb.pooled == 0  # type: ignore[union-attr]
+
+    # one changed file: only its chunk is pooled again, the others keep their rows
+    (sample_seeds / "rivers" / "nile.txt").write_text("The Nile\n\nThe Nile flows north. It floods.\n")
+    emb.pooled = 0
+    later = build(sample_seeds, on, emb)
+    assert later.last_build is not None and later.last_build.embedded == emb.pooled == 1
+    assert _rows_are_pooled(later.data, emb)
+
+    # sentences embedded apart (another model layout) are not mixed with pooled ones: each way
+    # of making them rebuilds all of them
+    apart = CountingEmbedder()
+    moved = build(sample_seeds, on, apart)
+    assert moved.data.manifest["sentence_vectors"] == "separate"
+    assert moved.last_build.embedded == 0 and apart.embedded == len(moved.data.sentences)  # type: ignore[union-attr, arg-type]
+    assert _rows_match_fresh(moved.data, apart)
+    emb.pooled = 0
+    back = build(sample_seeds, on, emb)
+    assert emb.pooled == total and back.data.manifest["sentence_vectors"] == "pooled"
+    assert _rows_are_pooled(back.data, emb)
+
+    # with the sentence weight at 0 a fresh index pools nothing and keeps no sentence vectors
+    emb.pooled = 0
+    off = build(sample_seeds, on.replace(sentence_weight=0.0, index_dir=on.index_dir.with_name("off")), emb)
+    assert off.data.sentences is None and emb.pooled == 0 and emb.embedded == len(off.data.chunks)
+    assert off.data.manifest["sentence_vectors"] == "none"
+
+
+def test_pooled_rows_are_not_reused_when_the_same_text_splits_into_other_sentences(  # type: ignore[no-untyped-def]
+    tmp_path: Path, fake_settings
+) -> None:
+    import hashlib
+
+    from qa.types import Document
+
+    on = fake_settings.replace(sentence_weight=0.75, index_dir=tmp_path / "index")
+    emb = PoolingEmbedder()
+
+    def doc(title: str, text: str) -> Document:
+        return Document("rivers.txt", title, text, hashlib.sha256(text.encode()).hexdigest())
+
+    # the same embedded text: "Rivers" as the title line, then as the text's own first line
+    first = QA.from_documents([doc("Rivers", "The Nile is long. It floods.")], settings=on, embedder=emb)
+    later = QA.from_documents([doc("", "Rivers\nThe Nile is long. It floods.")], settings=on, embedder=emb)
+    assert index_mod.embed_text(first.data.chunks[0]) == index_mod.embed_text(later.data.chunks[0])
+    assert later.last_build is not None and later.last_build.embedded == 1
+    assert len(first.data.sentences) == 2 and len(later.data.sentences) == 3  # type: ignore[arg-type]
+    assert _rows_are_pooled(later.data, emb)

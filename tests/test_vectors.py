@@ -217,10 +217,22 @@ def _st_folder(root: Path, pooling: dict[str, bool], modules: list[str], st: dic
 def test_other_model_layouts_are_left_to_sentence_transformers(
     tmp_path: Path, pooling: dict[str, bool], modules: list[str], st: dict[str, object]
 ) -> None:
-    from qa.embedding import MeanPoolingModel
+    from qa.embedding import MeanPoolingModel, SentenceTransformerEmbedder
 
-    assert MeanPoolingModel.open(str(_st_folder(tmp_path / "m", pooling, modules, st))) is None
+    folder = _st_folder(tmp_path / "m", pooling, modules, st)
+    assert MeanPoolingModel.open(str(folder)) is None
     assert MeanPoolingModel.open(str(tmp_path / "missing")) is None
+    # so their sentences are embedded apart; answered without loading anything
+    for name in (folder, tmp_path / "missing"):
+        embedder = SentenceTransformerEmbedder(str(name))
+        assert not embedder.pools_spans and embedder._model is None
+
+
+def test_the_bundled_model_pools_spans_without_being_loaded_to_say_so() -> None:
+    from qa.embedding import SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder()
+    assert embedder.pools_spans and embedder._model is None
 
 
 @pytest.mark.model
@@ -244,6 +256,38 @@ def test_bundled_model_vectors_match_sentence_transformers() -> None:
     assert np.abs(embedder.embed(texts) - expected).max() < 1e-5  # batched, sorted by length
     for text in texts[:4]:
         assert np.abs(embedder.embed([text])[0] - expected[texts.index(text)]).max() < 1e-5
+
+
+@pytest.mark.model
+def test_bundled_model_pools_each_sentence_from_its_chunks_own_pass() -> None:
+    from qa.embedding import SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder()
+    assert embedder.pools_spans
+    sentences = [
+        "Paris is the capital of France.",
+        "The Nile flows north into the Mediterranean.",
+        "Bread rises because yeast makes carbon dioxide.",
+    ]
+    text = "Notes\n" + " ".join(sentences)
+    spans, at = [], len("Notes\n")
+    for sentence in sentences:
+        spans.append((at, at + len(sentence)))
+        at += len(sentence) + 1
+    texts = [text, "long " * 400, "no spans here"] + [
+        f"Filler {i} about rivers." * (1 + i % 3) for i in range(40)
+    ]
+    all_spans = [spans, [(0, 4), (1500, 1990)], []] + [[(0, 6)]] * 40
+    vectors, pooled = embedder.embed_pooled(texts, all_spans, batch_size=16)
+    assert np.abs(vectors - embedder.embed(texts, batch_size=16)).max() < 1e-5  # what ``embed`` gives
+    assert [len(p) for p in pooled] == [len(s) for s in all_spans]
+    assert all(np.allclose(np.linalg.norm(p, axis=1), 1.0, atol=1e-5) for p in pooled if len(p))
+    # each pooled sentence is closest to the same sentence embedded alone
+    alone = embedder.embed(sentences)
+    assert list((pooled[0] @ alone.T).argmax(axis=1)) == [0, 1, 2]
+    # a span the 256-word-piece limit cut off gets its text's vector
+    assert np.abs(pooled[1][1] - vectors[1]).max() < 1e-5
+    assert np.abs(pooled[1][0] - vectors[1]).max() > 1e-3
 
 
 def test_torch_threads_go_back_to_the_process_default_even_in_threads_started_meanwhile() -> None:
