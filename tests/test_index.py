@@ -499,3 +499,20 @@ def test_pooled_rows_are_not_reused_when_the_same_text_splits_into_other_sentenc
     assert later.last_build is not None and later.last_build.embedded == 1
     assert len(first.data.sentences) == 2 and len(later.data.sentences) == 3  # type: ignore[arg-type]
     assert _rows_are_pooled(later.data, emb)
+
+    # the same count of sentences with other boundaries: a lower-case line goes on the sentence
+    again = QA.from_documents([doc("Rivers", "the Nile is long.")], settings=on, embedder=emb)
+    moved = QA.from_documents([doc("", "Rivers\nthe Nile is long.")], settings=on, embedder=emb)
+    assert len(again.data.sentences) == len(moved.data.sentences) == 1  # type: ignore[arg-type]
+    assert moved.last_build is not None and moved.last_build.embedded == 1
+    assert _rows_are_pooled(moved.data, emb)
+
+    # pooled over the boundaries of another version of the splitter: pooled again, all of them
+    gen = store.current_generation(on.index_dir)
+    manifest = json.loads((gen / "manifest.json").read_text())
+    manifest["sentence_split"] = -1
+    (gen / "manifest.json").write_text(json.dumps(manifest))
+    emb.pooled = 0
+    redone = QA.from_documents([doc("", "Rivers\nthe Nile is long.")], settings=on, embedder=emb)
+    assert redone.last_build is not None and not redone.last_build.up_to_date and emb.pooled == 1
+    assert redone.data.manifest["sentence_split"] == index_mod.SPLIT_VERSION

@@ -158,7 +158,8 @@ def retrieval_scores(
         hits = []
         for q, v in zip(questions, vecs, strict=True):
             ranked = retrieve(qa.data, v, q.text, settings.candidates)
-            hits.append(([h.chunk.doc_id for h in fuse(qa.data, ranked, v, 30, weight)], q.doc_id))
+            # the chunk's cosine alone (sentence weight 0): the chunk vectors are what this trains
+            hits.append(([h.chunk.doc_id for h in fuse(qa.data, ranked, v, 30, weight, 0.0)], q.doc_id))
         n = max(1, len(hits))
         out[name] = {
             **{
