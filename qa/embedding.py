@@ -161,18 +161,8 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         model = self.model
-        if len(texts) <= batch_size:  # one batch (a query, a reader's sentences): no sorting
-            out = self._forward(model, list(texts))
-            if progress:
-                progress(len(texts))
-            return out
-        # Batches of similar length pad little; the order is restored afterwards. Length in word
-        # pieces, not characters: sorted by characters (as ``encode`` does), 18% of the tokens
-        # computed for the SQuAD chunks were padding; sorted by word pieces, 1.3%.
-        order = np.argsort(-_token_lengths(model, texts), kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for i in range(0, len(texts), batch_size):
-            idx = order[i : i + batch_size]
+        for idx in _length_batches(model, texts, batch_size):
             out[idx] = self._forward(model, [texts[j] for j in idx])
             if progress:
                 progress(len(idx))
@@ -216,9 +206,7 @@ class SentenceTransformerEmbedder:
 
         vectors = np.empty((len(texts), self.dim), dtype=np.float32)
         pooled: list[np.ndarray] = [np.zeros((0, self.dim), np.float32)] * len(texts)
-        order = np.argsort(-_token_lengths(model, texts), kind="stable") if texts else np.zeros(0, int)
-        for i in range(0, len(texts), batch_size):
-            idx = order[i : i + batch_size]
+        for idx in _length_batches(model, texts, batch_size):  # the batches ``embed`` makes
             with _TOKENIZER_LOCK:
                 features = model.preprocess([texts[j] for j in idx], offsets=True)
             offsets = features.pop("offset_mapping")
@@ -408,6 +396,23 @@ _TOKENIZER_LOCK = threading.Lock()
 #: Texts tokenized per call when measuring lengths: only the lengths are kept, so memory stays
 #: bounded at any corpus size.
 _LENGTH_SLICE = 4096
+
+
+def _length_batches(model: Any, texts: Sequence[str], batch_size: int) -> Iterator[np.ndarray]:
+    """The positions of ``texts`` in batches of at most ``batch_size``, longest first.
+
+    Batches of similar length pad little; callers put the results back in order. Length in word
+    pieces, not characters: sorted by characters (as ``encode`` does), 18% of the tokens
+    computed for the SQuAD chunks were padding; sorted by word pieces, 1.3%. What fits in one
+    batch (a query, a reader's sentences) is not measured at all.
+    """
+    if len(texts) <= batch_size:
+        if texts:
+            yield np.arange(len(texts))
+        return
+    order = np.argsort(-_token_lengths(model, texts), kind="stable")
+    for i in range(0, len(texts), batch_size):
+        yield order[i : i + batch_size]
 
 
 def _token_lengths(model: Any, texts: Sequence[str]) -> np.ndarray:
