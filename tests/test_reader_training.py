@@ -133,6 +133,9 @@ def test_tiny_training_run_ships_a_loadable_reader(tmp_path: Path) -> None:
     assert got["v2"]["unanswerable"] == 1 and got["v2"]["answerable"] == 0
     assert math.isnan(got["v2"]["declined@90"])
     assert got["unindexed_sim"] == {"n": 1, "declined@90": 100.0, "declined@85": 100.0}
+    # its paragraph is the only one read: both rules quote from it
+    assert got["three_passages"]["by_margin"] == got["three_passages"]["by_span"]
+    assert got["three_passages"]["by_margin"]["gold_passage_chosen"] == 100.0
 
 
 def test_probe_declines_below_the_threshold_that_answers_the_share() -> None:
@@ -146,6 +149,21 @@ def test_probe_declines_below_the_threshold_that_answers_the_share() -> None:
     assert declined_at([NO_SPAN, *answerable[:9]], [NO_SPAN, 0.5, 3.0], 0.9) == 33.33
     assert math.isnan(declined_at([], [1.0], 0.9)) and math.isnan(declined_at([1.0], [], 0.9))
     assert best_of([1.0, 5.0, 2.0], [0, 0, 1], 3).tolist() == [5.0, 2.0, float("-inf")]
+
+
+def test_probe_chooses_a_passage_by_margin_or_by_span_score() -> None:
+    from training.probe import choice
+
+    gold, other = "Paris is in France.", "Lyon is in France too."
+    questions = [{"question": "Where is Paris?", "context": gold, "golds": ["France"]}]
+    pairs = [("Where is Paris?", gold), ("Where is Paris?", other)]
+    readings = [  # the gold passage: lower span score, higher margin
+        PassageReading(spans=[Span(score=4.0, start=12, end=18)], null_score=1.0),
+        PassageReading(spans=[Span(score=5.0, start=0, end=4)], null_score=4.0),
+    ]
+    got = choice(questions, pairs, [0, 0], readings)
+    assert got["by_margin"] == {"em": 100.0, "f1": 100.0, "gold_passage_chosen": 100.0}
+    assert got["by_span"] == {"em": 0.0, "f1": 0.0, "gold_passage_chosen": 0.0}  # "Lyon"
 
 
 @pytest.mark.model  # the bundled encoder's real weights, as a trained reader has
@@ -279,6 +297,87 @@ def test_distractors_are_the_top_other_paragraphs_and_later_ones_skip_answers() 
     avoid = bm25_distractors([q], [corpus[0]], corpus, n=3, avoid=[["gustave EIFFEL"]])[0]
     assert avoid == [corpus[1], corpus[2], corpus[4]]
     assert bm25_distractors([], [], corpus, n=2) == []
+
+
+def test_shared_norm_softmax_spans_a_questions_windows_and_keeps_them_in_one_batch(tmp_path: Path) -> None:
+    import random
+
+    import torch
+
+    from qa.span_reader import load_tokenizer
+    from training.reader import (
+        _example,
+        batch_groups,
+        build_data,
+        context_mask,
+        feature_units,
+        first_answer_masks,
+        make_features,
+        make_unit_batches,
+        shared_norm_nll,
+    )
+
+    # two rows of one question (gold window, distractor window) and a row alone
+    am = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]])
+    tt = torch.tensor([[0, 0, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1], [0, 1, 1, 0, 0, 0]])
+    ctx = context_mask(am, tt)  # second segment less its closing [SEP]
+    assert ctx.tolist() == [
+        [False, False, True, True, False, False],
+        [False, False, True, True, True, False],
+        [False, True, False, False, False, False],
+    ]
+    sp, ep = torch.tensor([3, 0, 0]), torch.tensor([3, 0, 0])
+    ms, me = first_answer_masks(sp, ep, 6)
+    assert ms[0].nonzero().flatten().tolist() == [3] and not ms[1:].any() and torch.equal(ms, me)
+    logits = torch.randn(3, 6)
+    nll = shared_norm_nll(logits, ctx, ms, [[0, 1], [2]])  # the row alone has no gold: skipped
+    pool = torch.cat([logits[0, 2:4], logits[1, 2:5]])  # the five passage tokens of both windows
+    expected = torch.logsumexp(pool, 0) - logits[0, 3]
+    assert nll.item() == pytest.approx(expected.item(), abs=1e-5)
+    # a distractor that outscores the gold window raises the loss: scores must compare
+    worse = logits.clone()
+    worse[1, 2:5] += 5.0
+    assert shared_norm_nll(worse, ctx, ms, [[0, 1]]).item() > nll.item()
+    assert shared_norm_nll(logits, ctx, ms, [[2]]).item() == 0.0  # no gold anywhere: no loss
+
+    # on real data: a question's gold and distractor windows are one unit, and batches hold
+    # whole units
+    data = _squad(tmp_path)
+    examples, _, _, _ = build_data(data, ["Article_2"], seed=0, limit=None)
+    assert {e["group"] for e in examples if e["source"] == "distractor"} <= {
+        e["id"] for e in examples if e["source"] == "v1.1"
+    }
+    feats = make_features(load_tokenizer(), examples, max_length=256, stride=96)
+    units = feature_units(feats, examples)
+    assert sorted(i for u in units for i in u) == list(range(len(feats["ids"])))
+    grouped = [u for u in units if len(u) > 1]
+    assert len(grouped) == sum(e["source"] == "v1.1" for e in examples)  # gold + its distractor
+    lengths = [len(x) for x in feats["ids"]]
+    batches = make_unit_batches(units, lengths, 3, random.Random(0))
+    assert sorted(i for b in batches for i in b) == list(range(len(feats["ids"])))
+    for u in grouped:
+        assert any(set(u) <= set(b) for b in batches)
+    assert all(len(b) <= 3 for b in batches)
+    rows = batch_groups(feats, examples, batches[0])
+    assert all(len({examples[feats["example"][batches[0][r]]]["group"] for r in g}) == 1 for g in rows)
+    alone = _example({"id": "u", "question": "q?", "answers": [], "is_impossible": True}, "c", "v2.0")
+    assert "group" not in alone  # an unanswerable question joins no group
+
+
+def test_tiny_shared_norm_run_records_its_loss_on_the_card(tmp_path: Path) -> None:
+    from training.reader import main
+
+    data = _squad(tmp_path)
+    out = tmp_path / "out"
+    rc = main([
+        "--out", str(out), "--work", str(tmp_path / "work"), "--data-dir", str(data),
+        "--holdout", "Article_2", "--epochs", "1", "--max-steps", "2", "--batch-size", "4",
+        "--device", "cpu", "--seed", "1", "--shared-norm", "1", "--eval-limit", "0",
+    ])  # fmt: skip
+    assert rc == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["settings"]["shared_norm"] == 1.0
+    assert "--shared-norm" in (out / "README.md").read_text()
 
 
 @pytest.mark.parametrize("n", ["0", "5", "x"])

@@ -12,7 +12,10 @@ of the answerable questions. On the articles the readers held out, one JSON line
   of unanswerables declined;
 - ``unindexed_sim``: every v1.1 question read with its gold paragraph and its top 2 BM25
   held-out others (answerable), or with its top 3 others alone, as if its paragraph were not
-  indexed; the share of the latter declined.
+  indexed; the share of the latter declined;
+- ``three_passages``: from the gold paragraph and those top 2 others, the answer of the passage
+  with the best margin (``by_margin``) or the best span score (``by_span``): EM/F1 and the share
+  of questions whose gold paragraph was chosen.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from qa.span_reader import CONFIG_FILE, SpanReader
+from qa.span_reader import CONFIG_FILE, PassageReading, SpanReader
 from training.reader import (
     DATA_DIR,
     V2_FILE,
@@ -36,6 +39,7 @@ from training.reader import (
     evaluate,
     evaluate_with_distractor,
     load_squad,
+    score,
 )
 
 
@@ -57,7 +61,45 @@ NO_SPAN = -1e9
 
 def margins(reader: SpanReader, pairs: list[tuple[str, str]]) -> list[float]:
     """Best span score less no-answer score for each (question, passage); ``NO_SPAN`` without one."""
-    return [(r.spans[0].score - r.null_score) if r.spans else NO_SPAN for r in reader.read_pairs(pairs)]
+    return margins_of(reader.read_pairs(pairs))
+
+
+def margins_of(readings: list[PassageReading]) -> list[float]:
+    """``margins`` of readings already made."""
+    return [(r.spans[0].score - r.null_score) if r.spans else NO_SPAN for r in readings]
+
+
+def choice(
+    questions: list[dict[str, Any]],
+    pairs: list[tuple[str, str]],
+    owners: list[int],
+    readings: list[PassageReading],
+) -> dict[str, dict[str, float]]:
+    """Each question's answer taken from the passage whose best span has the highest margin, or
+    the highest span score (comparable across passages only if the reader learnt so): EM/F1 of
+    that span and the share of questions whose gold paragraph was chosen."""
+    out: dict[str, dict[str, float]] = {}
+    for name, key in (
+        ("by_margin", lambda r: r.spans[0].score - r.null_score),
+        ("by_span", lambda r: r.spans[0].score),
+    ):
+        best: dict[int, tuple[float, str, bool]] = {}
+        for (_, passage), o, r in zip(pairs, owners, readings, strict=True):
+            if r.spans and (o not in best or key(r) > best[o][0]):
+                s = r.spans[0]
+                best[o] = (key(r), passage[s.start : s.end], passage == questions[o]["context"])
+        em = f1 = gold = 0.0
+        for o, q in enumerate(questions):
+            _, pred, chosen = best.get(o, (0.0, "", False))
+            e, f = score(pred, q["golds"])
+            em, f1, gold = em + e, f1 + f, gold + chosen
+        n = max(1, len(questions))
+        out[name] = {
+            "em": round(100 * em / n, 2),
+            "f1": round(100 * f1 / n, 2),
+            "gold_passage_chosen": round(100 * gold / n, 2),
+        }
+    return out
 
 
 def best_of(scores: list[float], owners: list[int], n: int) -> np.ndarray:
@@ -109,13 +151,15 @@ def probe(folder: Path, data_dir: Path, device: str) -> dict[str, Any]:
         for p in row[:3]:
             without.append((q["question"], p))
             without_owner.append(i)
-    a = best_of(margins(reader, with_gold), gold_owner, len(questions))
+    readings = reader.read_pairs(with_gold)
+    a = best_of(margins_of(readings), gold_owner, len(questions))
     u = best_of(margins(reader, without), without_owner, len(questions))
     out["unindexed_sim"] = {
         "n": len(questions),
         "declined@90": declined_at(a, u, 0.90),
         "declined@85": declined_at(a, u, 0.85),
     }
+    out["three_passages"] = choice(questions, with_gold, gold_owner, readings)
     return out
 
 

@@ -6,7 +6,8 @@ Data: SQuAD v1.1 + v2.0 dev halves in /work/shared/eval (CC BY-SA 4.0). Held-out
 excluded from training and give the validation scores. Each answerable question yields its gold
 paragraph (answer labelled) and one distractor (the top BM25-retrieved other training paragraph,
 labelled no-answer at [CLS]; ``--distractors N`` takes its top N); v2.0 unanswerable questions
-are labelled no-answer too.
+are labelled no-answer too. ``--shared-norm W`` adds W x a loss whose softmax spans all the
+windows of a question's gold and distractor paragraphs, so span scores compare across passages.
 
 Writes ``reader.safetensors`` (fp16), ``config.json`` and ``README.md`` to ``--out``; checkpoints,
 the fp32 weights and a JSON log go to ``--work`` (default ``artifacts/reader-train``).
@@ -187,6 +188,8 @@ def build_data(
                     v2_answerable_dup += 1
                 else:
                     answerable.append(_example(q, ctx, "v2.0", para=None))
+    for e in answerable:
+        e["group"] = e["id"]  # its distractors join this group (``--shared-norm``)
     rng.shuffle(answerable)
     rng.shuffle(unanswerable)
     if limit is not None:
@@ -208,6 +211,7 @@ def build_data(
             examples.append(
                 {
                     "id": e["id"] + ("#distractor" if j == 0 else f"#distractor{j + 1}"),
+                    "group": e["id"],
                     "question": e["question"],
                     "context": d,
                     "answer_start": None,
@@ -285,8 +289,10 @@ def make_features(
     tokenizer: Any, examples: list[dict[str, Any]], max_length: int, stride: int
 ) -> dict[str, Any]:
     """Token ids, type ids and start/end labels (0 = [CLS] = no answer) for every window; the
-    first answer's label, and under ``spans`` the distinct labels of all the annotators' answers."""
+    first answer's label, and under ``spans`` the distinct labels of all the annotators' answers.
+    ``example`` is each window's index into ``examples``."""
     ids: list[list[int]] = []
+    owners: list[int] = []
     types: list[list[int]] = []
     starts: list[int] = []
     ends: list[int] = []
@@ -310,11 +316,12 @@ def make_features(
             every = [token_span(enc, j, a0, a0 + len(t)) for a0, t in ex.get("answers", [])]
             every = [x for x in dict.fromkeys(every) if x != (0, 0)]
             ids.append(enc["input_ids"][j])
+            owners.append(b + k)
             types.append(enc["token_type_ids"][j])
             starts.append(sp)
             ends.append(ep)
             spans.append(every or [(0, 0)])
-    return {"ids": ids, "types": types, "starts": starts, "ends": ends, "spans": spans}
+    return {"ids": ids, "types": types, "starts": starts, "ends": ends, "spans": spans, "example": owners}
 
 
 def make_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -328,6 +335,82 @@ def make_batches(lengths: list[int], batch_size: int, rng: random.Random) -> lis
         batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
     rng.shuffle(batches)
     return batches
+
+
+def feature_units(feats: dict[str, Any], examples: list[dict[str, Any]]) -> list[list[int]]:
+    """The windows that must share a batch for ``--shared-norm``: every window of an answerable
+    question's paragraph and of its distractors together; any other window alone."""
+    units: dict[Any, list[int]] = {}
+    for i, k in enumerate(feats["example"]):
+        group = examples[k].get("group")
+        units.setdefault(("group", group) if group is not None else ("alone", i), []).append(i)
+    return list(units.values())
+
+
+def make_unit_batches(
+    units: list[list[int]], lengths: list[int], batch_size: int, rng: random.Random
+) -> list[list[int]]:
+    """Length-bucketed batches of whole units (as ``make_batches``, by a unit's longest window):
+    units are packed in order until the next would pass ``batch_size`` windows; a unit larger
+    than that is a batch of its own."""
+    order = list(range(len(units)))
+    rng.shuffle(order)
+    longest = [max(lengths[i] for i in u) for u in units]
+    pool = batch_size * 50
+    batches: list[list[int]] = []
+    for p in range(0, len(order), pool):
+        cur: list[int] = []
+        for u in sorted(order[p : p + pool], key=lambda u: longest[u]):
+            if cur and len(cur) + len(units[u]) > batch_size:
+                batches.append(cur)
+                cur = []
+            cur.extend(units[u])
+        if cur:
+            batches.append(cur)
+    rng.shuffle(batches)
+    return batches
+
+
+def batch_groups(feats: dict[str, Any], examples: list[dict[str, Any]], batch: list[int]) -> list[list[int]]:
+    """Row indices of ``batch`` grouped by question (rows of a window alone are left out)."""
+    rows: dict[Any, list[int]] = {}
+    for r, i in enumerate(batch):
+        group = examples[feats["example"][i]].get("group")
+        if group is not None:
+            rows.setdefault(group, []).append(r)
+    return list(rows.values())
+
+
+def context_mask(am: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
+    """The passage's tokens: second segment, less its closing [SEP] (the last real token)."""
+    nxt = torch.cat([am[:, 1:], torch.zeros_like(am[:, :1])], dim=1)
+    return (tt == 1) & (nxt == 1)
+
+
+def shared_norm_nll(
+    logits: torch.Tensor, ctx: torch.Tensor, gold: torch.Tensor, groups: list[list[int]]
+) -> torch.Tensor:
+    """Mean over question groups of -log of the gold positions' probability under one softmax
+    over the passage tokens of all the group's windows (the gold paragraph's and the
+    distractors'), so span scores compare across passages (Clark and Gardner 2018). Groups with
+    no gold position in the batch are skipped."""
+    neg = float("-inf")
+    every = torch.logsumexp(logits.masked_fill(~ctx, neg), -1)
+    right = torch.logsumexp(logits.masked_fill(~(gold & ctx), neg), -1)
+    losses = []
+    for rows in groups:
+        idx = torch.tensor(rows, device=logits.device)
+        g = right[idx]
+        if torch.isfinite(g).any():
+            losses.append(torch.logsumexp(every[idx], 0) - torch.logsumexp(g, 0))
+    return torch.stack(losses).mean() if losses else logits.sum() * 0.0
+
+
+def first_answer_masks(sp: torch.Tensor, ep: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One-hot masks of the first answer's start and end (rows labelled no-answer stay empty)."""
+    pos = torch.arange(width, device=sp.device)[None, :]
+    has = (sp > 0)[:, None]
+    return (pos == sp[:, None]) & has, (pos == ep[:, None]) & has
 
 
 def collate(feats: dict[str, Any], batch: list[int]) -> tuple[torch.Tensor, ...]:
@@ -581,6 +664,12 @@ def write_card(out: Path, meta: dict[str, Any]) -> None:
         else "cross-entropy to the first answer"
     )
     loss = f"the mean of the start and end {label}"
+    if s.get("shared_norm"):
+        loss = (
+            f"({loss}) + {s['shared_norm']:g} x the same over one softmax across all the windows of a "
+            "question's gold and distractor paragraphs (`--shared-norm`: passage tokens only, the "
+            "question's windows in one batch)"
+        )
     if s.get("teachers"):
         loss = (
             f"{1 - s['kd_alpha']:g} x {loss} + {s['kd_alpha']:g} x T^2 KL(teachers || student) at "
@@ -779,6 +868,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         help="reader folder to distil from (repeatable: their mean distribution is the target)",
     )
+    p.add_argument(
+        "--shared-norm",
+        type=float,
+        default=0.0,
+        help="weight of a loss with one softmax over a question's gold and distractor windows "
+        "(0: off); its windows then share a batch",
+    )
     p.add_argument("--kd-alpha", type=float, default=0.5, help="weight of the distillation loss")
     p.add_argument("--kd-temp", type=float, default=2.0, help="distillation temperature")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -792,6 +888,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--kd-alpha must be between 0 and 1")
     if args.kd_temp <= 0:
         p.error("--kd-temp must be above 0")
+    if args.shared_norm < 0:
+        p.error("--shared-norm must be 0 or above")
     return args
 
 
@@ -840,8 +938,18 @@ def main(argv: list[str] | None = None) -> int:
     init_sha = load_init(model, Path(args.init), holdout) if args.init else None
     model.to(device)
 
-    steps_per_epoch = math.ceil(len(feats["ids"]) / args.batch_size)
-    total_steps = steps_per_epoch * args.epochs
+    units = feature_units(feats, examples) if args.shared_norm else None
+
+    def batches_for(epoch: int) -> list[list[int]]:
+        rng = random.Random(args.seed * 1000 + epoch)
+        if units is None:
+            return make_batches(lengths, args.batch_size, rng)
+        return make_unit_batches(units, lengths, args.batch_size, rng)
+
+    if units is None:
+        total_steps = math.ceil(len(feats["ids"]) / args.batch_size) * args.epochs
+    else:
+        total_steps = sum(len(batches_for(e)) for e in range(args.epochs))
     if args.max_steps is not None:
         total_steps = min(total_steps, args.max_steps)
     no_decay = ("bias", "LayerNorm.weight", "layer_norm", "norm.weight")
@@ -879,6 +987,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "limit": args.limit,
         **({"distractors_per_question": args.distractors} if args.distractors != 1 else {}),
+        **({"shared_norm": args.shared_norm} if args.shared_norm else {}),
         "max_steps": args.max_steps,
         "threads": args.threads,
         "total_steps": total_steps,
@@ -961,7 +1070,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = False
     while not args.export_only and state["epoch"] < args.epochs and not stop:
         epoch = state["epoch"]
-        batches = make_batches(lengths, args.batch_size, random.Random(args.seed * 1000 + epoch))
+        batches = batches_for(epoch)
         model.train()
         t_epoch = time.time()
         seg_t = time.time()
@@ -984,6 +1093,13 @@ def main(argv: list[str] | None = None) -> int:
                 loss = (marginal_nll(s_log, ms) + marginal_nll(e_log, me)) / 2
             else:
                 loss = (ce(s_log, sp) + ce(e_log, ep)) / 2
+            if args.shared_norm:
+                if not args.all_answers:
+                    ms, me = first_answer_masks(sp, ep, ids.shape[1])
+                ctx = context_mask(am, tt)
+                rows = batch_groups(feats, examples, batch)
+                shared = (shared_norm_nll(s_log, ctx, ms, rows) + shared_norm_nll(e_log, ctx, me, rows)) / 2
+                loss = loss + args.shared_norm * shared
             if targets is not None:
                 ts, te = (pad_targets(targets, batch, ids.shape[1], k).to(device) for k in (0, 1))
                 kd = (distill_loss(s_log, ts, args.kd_temp) + distill_loss(e_log, te, args.kd_temp)) / 2
