@@ -164,6 +164,11 @@ def test_probe_chooses_a_passage_by_margin_or_by_span_score() -> None:
     got = choice(questions, pairs, [0, 0], readings)
     assert got["by_margin"] == {"em": 100.0, "f1": 100.0, "gold_passage_chosen": 100.0}
     assert got["by_span"] == {"em": 0.0, "f1": 0.0, "gold_passage_chosen": 0.0}  # "Lyon"
+    # a tie goes to the other passage, whichever order they were read in
+    tied = [PassageReading(spans=[Span(score=5.0, start=12, end=18)], null_score=4.0), readings[1]]
+    for order in ([0, 1], [1, 0]):
+        got = choice(questions, [pairs[i] for i in order], [0, 0], [tied[i] for i in order])
+        assert got["by_margin"]["gold_passage_chosen"] == 0.0 and got["by_span"]["f1"] == 0.0
 
 
 @pytest.mark.model  # the bundled encoder's real weights, as a trained reader has
@@ -339,6 +344,18 @@ def test_shared_norm_softmax_spans_a_questions_windows_and_keeps_them_in_one_bat
     worse[1, 2:5] += 5.0
     assert shared_norm_nll(worse, ctx, ms, [[0, 1]]).item() > nll.item()
     assert shared_norm_nll(logits, ctx, ms, [[2]]).item() == 0.0  # no gold anywhere: no loss
+    # gradients stay finite when a group has no gold and a row no passage tokens
+    leaf = logits.clone().requires_grad_(True)
+    empty = ctx.clone()
+    empty[2] = False
+    (shared_norm_nll(leaf, empty, ms, [[0, 1, 2]]) + shared_norm_nll(leaf, empty, ms, [[2]])).backward()
+    assert leaf.grad is not None and torch.isfinite(leaf.grad).all() and not leaf.grad[2].any()
+    # a gold answer in two overlapping windows: the mass on both counts
+    both = ms.clone()
+    both[1, 3] = True
+    two = shared_norm_nll(logits, ctx, both, [[0, 1]])
+    expected = torch.logsumexp(pool, 0) - torch.logsumexp(torch.stack([logits[0, 3], logits[1, 3]]), 0)
+    assert two.item() == pytest.approx(expected.item(), abs=1e-5)
 
     # on real data: a question's gold and distractor windows are one unit, and batches hold
     # whole units
@@ -358,8 +375,12 @@ def test_shared_norm_softmax_spans_a_questions_windows_and_keeps_them_in_one_bat
     for u in grouped:
         assert any(set(u) <= set(b) for b in batches)
     assert all(len(b) <= 3 for b in batches)
-    rows = batch_groups(feats, examples, batches[0])
-    assert all(len({examples[feats["example"][batches[0][r]]]["group"] for r in g}) == 1 for g in rows)
+    for b in batches:  # a question's rows in a batch are its whole unit
+        for rows in batch_groups(feats, examples, b):
+            assert sorted(b[r] for r in rows) in [sorted(u) for u in grouped]
+    # a unit larger than the batch is a batch of its own, never split
+    big = make_unit_batches([[0, 1, 2], [3]], [5, 5, 5, 5], 2, random.Random(0))
+    assert sorted(map(sorted, big)) == [[0, 1, 2], [3]]
     alone = _example({"id": "u", "question": "q?", "answers": [], "is_impossible": True}, "c", "v2.0")
     assert "group" not in alone  # an unanswerable question joins no group
 

@@ -77,7 +77,8 @@ def choice(
 ) -> dict[str, dict[str, float]]:
     """Each question's answer taken from the passage whose best span has the highest margin, or
     the highest span score (comparable across passages only if the reader learnt so): EM/F1 of
-    that span and the share of questions whose gold paragraph was chosen."""
+    that span and the share of questions whose gold paragraph was chosen. A tie goes to the
+    passage that is not the gold one, so ties never flatter the choice."""
     out: dict[str, dict[str, float]] = {}
     for name, key in (
         ("by_margin", lambda r: r.spans[0].score - r.null_score),
@@ -85,9 +86,12 @@ def choice(
     ):
         best: dict[int, tuple[float, str, bool]] = {}
         for (_, passage), o, r in zip(pairs, owners, readings, strict=True):
-            if r.spans and (o not in best or key(r) > best[o][0]):
+            if not r.spans:
+                continue
+            is_gold = passage == questions[o]["context"]
+            if o not in best or key(r) > best[o][0] or (key(r) == best[o][0] and not is_gold):
                 s = r.spans[0]
-                best[o] = (key(r), passage[s.start : s.end], passage == questions[o]["context"])
+                best[o] = (key(r), passage[s.start : s.end], is_gold)
         em = f1 = gold = 0.0
         for o, q in enumerate(questions):
             _, pred, chosen = best.get(o, (0.0, "", False))
