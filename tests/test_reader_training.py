@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 from pathlib import Path
 
@@ -118,11 +119,18 @@ def test_tiny_training_run_ships_a_loadable_reader(tmp_path: Path) -> None:
                 "2",
                 "--batch-size",
                 "4",
+                "--seed",
+                "1",
                 "--resume",
             ]
         )
         == 0
     )
+    # a resumed run whose windows or batches would differ is refused, with what changed
+    again = ["--out", str(out), "--work", str(work), "--data-dir", str(data), "--holdout", "Article_2"]
+    again += ["--epochs", "1", "--batch-size", "4", "--seed", "1", "--resume", "--shared-norm", "1"]
+    with pytest.raises(SystemExit, match=re.escape("other data or batches (shared_norm None -> 1.0)")):
+        main(again)
 
     # the abstention probe reads the held-out article: one question, one unanswerable, no other
     # paragraph (so, read without its own, the question has nothing to answer from)

@@ -57,6 +57,16 @@ HOLDOUT = [
     "Scottish_Parliament",
     "Yuan_dynasty",
 ]
+#: Settings that shape the training windows and their batches: a resumed run must keep them.
+BATCH_KEYS = (
+    "batch_size",
+    "max_length",
+    "stride",
+    "seed",
+    "limit",
+    "distractors_per_question",
+    "shared_norm",
+)
 BERT_KEYS = (
     "vocab_size",
     "hidden_size",
@@ -1023,6 +1033,12 @@ def main(argv: list[str] | None = None) -> int:
         settings["train_until"] = target.isoformat(timespec="seconds")
     if (args.resume or args.export_only) and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        # the checkpoint's position counts batches of its own data: refuse other data or batches
+        before = ck.get("settings", {})
+        changed = [k for k in BATCH_KEYS if before.get(k) != settings.get(k)]
+        if changed:
+            diff = ", ".join(f"{k} {before.get(k)} -> {settings.get(k)}" for k in changed)
+            raise SystemExit(f"--resume: {ckpt_path} was made with other data or batches ({diff})")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         state = ck["state"]
