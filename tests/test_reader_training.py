@@ -393,20 +393,27 @@ def test_shared_norm_softmax_spans_a_questions_windows_and_keeps_them_in_one_bat
     assert "group" not in alone  # an unanswerable question joins no group
 
 
-def test_tiny_shared_norm_run_records_its_loss_on_the_card(tmp_path: Path) -> None:
+@pytest.mark.parametrize("label", [[], ["--all-answers"]])
+def test_tiny_shared_norm_run_trains_every_batch_and_records_its_loss(
+    tmp_path: Path, label: list[str]
+) -> None:
     from training.reader import main
 
     data = _squad(tmp_path)
-    out = tmp_path / "out"
+    out, work = tmp_path / "out", tmp_path / "work"
     rc = main([
-        "--out", str(out), "--work", str(tmp_path / "work"), "--data-dir", str(data),
-        "--holdout", "Article_2", "--epochs", "1", "--max-steps", "2", "--batch-size", "4",
-        "--device", "cpu", "--seed", "1", "--shared-norm", "1", "--eval-limit", "0",
+        "--out", str(out), "--work", str(work), "--data-dir", str(data), "--holdout", "Article_2",
+        "--epochs", "2", "--batch-size", "3", "--device", "cpu", "--seed", "1",
+        "--shared-norm", "1", "--eval-limit", "0", *label,
     ])  # fmt: skip
     assert rc == 0
     config = json.loads((out / "config.json").read_text())
     assert config["settings"]["shared_norm"] == 1.0
     assert "--shared-norm" in (out / "README.md").read_text()
+    log = json.loads((work / "train_log.json").read_text())
+    steps = log["settings"]["total_steps"]
+    assert steps > 2 and log["state"]["step"] == steps  # unit batches, counted ahead, all run
+    assert all(math.isfinite(e["train_loss"]) for e in log["state"]["epochs_log"])
 
 
 @pytest.mark.parametrize("n", ["0", "5", "x"])
