@@ -160,7 +160,7 @@ def test_probe_declines_below_the_threshold_that_answers_the_share() -> None:
 
 
 def test_probe_chooses_a_passage_by_margin_or_by_span_score() -> None:
-    from training.probe import choice
+    from training.reader import choose_passages as choice
 
     gold, other = "Paris is in France.", "Lyon is in France too."
     questions = [{"question": "Where is Paris?", "context": gold, "golds": ["France"]}]

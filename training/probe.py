@@ -36,10 +36,10 @@ from training.reader import (
     V2_FILE,
     bm25_distractors,
     build_data,
+    choose_passages,
     evaluate,
     evaluate_with_distractor,
     load_squad,
-    score,
 )
 
 
@@ -67,43 +67,6 @@ def margins(reader: SpanReader, pairs: list[tuple[str, str]]) -> list[float]:
 def margins_of(readings: list[PassageReading]) -> list[float]:
     """``margins`` of readings already made."""
     return [(r.spans[0].score - r.null_score) if r.spans else NO_SPAN for r in readings]
-
-
-def choice(
-    questions: list[dict[str, Any]],
-    pairs: list[tuple[str, str]],
-    owners: list[int],
-    readings: list[PassageReading],
-) -> dict[str, dict[str, float]]:
-    """Each question's answer taken from the passage whose best span has the highest margin, or
-    the highest span score (comparable across passages only if the reader learnt so): EM/F1 of
-    that span and the share of questions whose gold paragraph was chosen. A tie goes to the
-    passage that is not the gold one, so ties never flatter the choice."""
-    out: dict[str, dict[str, float]] = {}
-    for name, key in (
-        ("by_margin", lambda r: r.spans[0].score - r.null_score),
-        ("by_span", lambda r: r.spans[0].score),
-    ):
-        best: dict[int, tuple[float, str, bool]] = {}
-        for (_, passage), o, r in zip(pairs, owners, readings, strict=True):
-            if not r.spans:
-                continue
-            is_gold = passage == questions[o]["context"]
-            if o not in best or key(r) > best[o][0] or (key(r) == best[o][0] and not is_gold):
-                s = r.spans[0]
-                best[o] = (key(r), passage[s.start : s.end], is_gold)
-        em = f1 = gold = 0.0
-        for o, q in enumerate(questions):
-            _, pred, chosen = best.get(o, (0.0, "", False))
-            e, f = score(pred, q["golds"])
-            em, f1, gold = em + e, f1 + f, gold + chosen
-        n = max(1, len(questions))
-        out[name] = {
-            "em": round(100 * em / n, 2),
-            "f1": round(100 * f1 / n, 2),
-            "gold_passage_chosen": round(100 * gold / n, 2),
-        }
-    return out
 
 
 def best_of(scores: list[float], owners: list[int], n: int) -> np.ndarray:
@@ -163,7 +126,7 @@ def probe(folder: Path, data_dir: Path, device: str) -> dict[str, Any]:
         "declined@90": declined_at(a, u, 0.90),
         "declined@85": declined_at(a, u, 0.85),
     }
-    out["three_passages"] = choice(questions, with_gold, gold_owner, readings)
+    out["three_passages"] = choose_passages(questions, with_gold, gold_owner, readings)
     return out
 
 

@@ -37,6 +37,7 @@ import torch
 from qa.span_reader import (
     CONFIG_FILE,
     WEIGHTS_FILE,
+    PassageReading,
     SpanReader,
     base_model_path,
     build_model,
@@ -533,10 +534,48 @@ def evaluate(reader: SpanReader, questions: list[dict[str, Any]]) -> dict[str, f
     return summarise(*question_scores(reader, questions))
 
 
+def choose_passages(
+    questions: list[dict[str, Any]],
+    pairs: list[tuple[str, str]],
+    owners: list[int],
+    readings: list[PassageReading],
+) -> dict[str, dict[str, float]]:
+    """Each question's answer taken from the passage whose best span has the highest margin, or
+    the highest span score (comparable across passages only if the reader learnt so): EM/F1 of
+    that span and the share of questions whose gold paragraph was chosen. A tie goes to the
+    passage that is not the gold one, so ties never flatter the choice."""
+    out: dict[str, dict[str, float]] = {}
+    for name, key in (
+        ("by_margin", lambda r: r.spans[0].score - r.null_score),
+        ("by_span", lambda r: r.spans[0].score),
+    ):
+        best: dict[int, tuple[float, str, bool]] = {}
+        for (_, passage), o, r in zip(pairs, owners, readings, strict=True):
+            if not r.spans:
+                continue
+            is_gold = passage == questions[o]["context"]
+            if o not in best or key(r) > best[o][0] or (key(r) == best[o][0] and not is_gold):
+                s = r.spans[0]
+                best[o] = (key(r), passage[s.start : s.end], is_gold)
+        em = f1 = gold = 0.0
+        for o, q in enumerate(questions):
+            _, pred, chosen = best.get(o, (0.0, "", False))
+            e, f = score(pred, q["golds"])
+            em, f1, gold = em + e, f1 + f, gold + chosen
+        n = max(1, len(questions))
+        out[name] = {
+            "em": round(100 * em / n, 2),
+            "f1": round(100 * f1 / n, 2),
+            "gold_passage_chosen": round(100 * gold / n, 2),
+        }
+    return out
+
+
 def evaluate_with_distractor(
     reader: SpanReader, questions: list[dict[str, Any]], paras: list[str]
 ) -> dict[str, float]:
-    """Gold paragraph + top BM25 held-out distractor; choose by span score minus null score."""
+    """Gold paragraph + top BM25 held-out distractor; choose by span score minus null score
+    (``choose_passages``: a tie goes to the distractor)."""
     if not questions:
         return {"em": float("nan"), "f1": float("nan"), "n": 0}
     dis = bm25_distractors([q["question"] for q in questions], [q["context"] for q in questions], paras)
@@ -545,27 +584,8 @@ def evaluate_with_distractor(
         for p in [q["context"], *d]:
             pairs.append((q["question"], p))
             owners.append(qi)
-    readings = reader.read_pairs(pairs)
-    best: dict[int, tuple[float, str, bool]] = {}
-    for (_, p), qi, r in zip(pairs, owners, readings, strict=True):
-        if not r.spans:
-            continue
-        s = r.spans[0]
-        val = s.score - r.null_score
-        if qi not in best or val > best[qi][0]:
-            best[qi] = (val, p[s.start : s.end], p == questions[qi]["context"])
-    em = f1 = gold_chosen = 0.0
-    for qi, q in enumerate(questions):
-        _, pred, gold = best.get(qi, (0.0, "", False))
-        e, f = score(pred, q["golds"])
-        em, f1, gold_chosen = em + e, f1 + f, gold_chosen + gold
-    n = len(questions)
-    return {
-        "em": round(100 * em / n, 2),
-        "f1": round(100 * f1 / n, 2),
-        "n": n,
-        "gold_passage_chosen": round(100 * gold_chosen / n, 2),
-    }
+    chosen = choose_passages(questions, pairs, owners, reader.read_pairs(pairs))["by_margin"]
+    return {**chosen, "n": len(questions)}
 
 
 def time_per_passage(reader: SpanReader, questions: list[dict[str, Any]], n: int = 100) -> float:
