@@ -4,9 +4,10 @@ engine's own fusion on the same dense candidates.
 Each SQuAD file's paragraphs are indexed as the app does (the cached ``qa eval`` index). For
 every (k1, b, buckets) a BM25 index is built over the same chunk texts with ``qa.lexical``'s
 terms (buckets 0: words only, no word pairs); each answerable question's BM25 top 50 is fused
-with its dense top 50 by ``retrieval.fuse`` with each dense weight and the app's sentence weight
-(``--sentence-weight 0``: the chunk's cosine alone, as when these parameters were tuned; the
-tables in bench/README.md were measured so). Recall@k and MRR@10 count
+with its dense top 50 by ``retrieval.fuse`` with each dense weight and the app's sentence and
+overlap weights (``--sentence-weight 0 --overlap-weight 0``: the chunk's cosine alone and no
+sentence overlap, as when these parameters were tuned; the tables in bench/README.md were
+measured so). Recall@k and MRR@10 count
 the gold paragraph among distinct documents, as ``qa eval`` does. Tune on one file, confirm
 on the other:
 
@@ -38,11 +39,17 @@ def sweep(
 ) -> list[list[Any]]:
     import bm25s
 
+    s = settings
+
     qa, questions, vecs = squad_index(path, settings)
     idx = qa.data
     dense = [vectors.search(idx.vectors, v, settings.candidates) for v in vecs]
     texts = [embed_text(c) for c in idx.chunks]
-    app = settings.sentence_weight == Settings().sentence_weight  # "(qa)" marks the app's own row
+    # "(qa)" marks the app's own row
+    app = (settings.sentence_weight, settings.overlap_weight) == (
+        Settings().sentence_weight,
+        Settings().overlap_weight,
+    )
     shipped = (BM25_PARAMS["k1"], BM25_PARAMS["b"], BIGRAM_BUCKETS, settings.dense_weight if app else -1.0)
     rows = []
     for k1, b, buckets in grid:
@@ -59,12 +66,14 @@ def sweep(
                 Ranked(
                     {int(i): (r, float(s)) for r, (i, s) in enumerate(zip(d_ids, d_scores, strict=True), 1)},
                     {int(i): (r, float(scores[i])) for r, i in enumerate(top, 1)},
+                    frozenset(tokenize(q.text)),
                 )
             )
         for w in weights:
             ranks = [
                 metrics.gold_rank(
-                    [h.chunk.doc_id for h in fuse(idx, r, v, 30, w, settings.sentence_weight)], q.doc_id
+                    [h.chunk.doc_id for h in fuse(idx, r, v, 30, w, s.sentence_weight, s.overlap_weight)],
+                    q.doc_id,
                 )
                 for q, v, r in zip(questions, vecs, ranked, strict=True)
             ]
@@ -83,14 +92,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k1", nargs="*", type=float, default=[0.6, 1.2])
     ap.add_argument("--b", nargs="*", type=float, default=[0.5])
     ap.add_argument("--buckets", nargs="*", type=int, default=[0, BIGRAM_BUCKETS], help="0: no word pairs")
-    ap.add_argument("--dense-weight", nargs="*", type=float, default=[0.5, 0.6, 0.65, 0.7])
+    ap.add_argument("--dense-weight", nargs="*", type=float, default=[0.5, 0.6, 0.65, 0.7, 0.8])
     ap.add_argument(
         "--sentence-weight", type=float, default=None, help="the best sentence's share of the dense score"
+    )
+    ap.add_argument(
+        "--overlap-weight",
+        type=float,
+        default=None,
+        help="the sentence word overlap's weight in the fused score",
     )
     args = ap.parse_args(argv)
     settings = Settings()
     if args.sentence_weight is not None:
         settings = settings.replace(sentence_weight=args.sentence_weight)
+    if args.overlap_weight is not None:
+        settings = settings.replace(overlap_weight=args.overlap_weight)
     grid = [(k1, b, n) for k1 in args.k1 for b in args.b for n in args.buckets]
     for path in args.files:
         rows = sweep(path, settings, grid, args.dense_weight)

@@ -112,7 +112,8 @@ def score_rule(rule: Rule | None, cands: Candidates, qa: QA) -> dict[str, float]
     ranks = []
     for gold, ranked, cos, v in cands:
         if rule is None:
-            hits = fuse(qa.data, ranked, v, 30, qa.settings.dense_weight, qa.settings.sentence_weight)
+            st = qa.settings
+            hits = fuse(qa.data, ranked, v, 30, st.dense_weight, st.sentence_weight, st.overlap_weight)
             ids = [h.chunk.doc_id for h in hits]
         else:
             fused = rule(ranked, cos)
@@ -132,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.files:
         cands, qa = collect(path, settings)
         rows: list[list[Any]] = []
-        engine = f"qa: retrieval.fuse (dense_weight {settings.dense_weight:g})"
+        engine = (f"qa: retrieval.fuse (dense_weight {settings.dense_weight:g}, "
+                  f"overlap_weight {settings.overlap_weight:g})")  # fmt: skip
         named: dict[str, Rule | None] = {**rules(), engine: None}
         for name, rule in named.items():
             r = score_rule(rule, cands, qa)

@@ -173,7 +173,8 @@ def _fusion_recall(qa: QA, questions: list[Question], doc_ids: list[str]) -> dic
     chunk_doc = [c.doc_id for c in data.chunks]
     rules: dict[str, list[list[int]]] = {
         f"qa: {qa.settings.dense_weight:g} {'best sentence ' if qa.settings.sentence_weight else ''}cosine"
-        f" + {1 - qa.settings.dense_weight:g} BM25 / best BM25": [],
+        f" + {1 - qa.settings.dense_weight:g} BM25 / best BM25"
+        f"{f' + {qa.settings.overlap_weight:g} sentence overlap' if qa.settings.overlap_weight else ''}": [],
         "reciprocal rank fusion, k=60 (qa before)": [],
         "dense only": [],
         "BM25 only": [],
@@ -183,7 +184,8 @@ def _fusion_recall(qa: QA, questions: list[Question], doc_ids: list[str]) -> dic
     for q in questions:
         qvec = qa.embedder.embed([q.text])[0]
         ranked = retrieve(data, qvec, q.text, 50)
-        hits = fuse(data, ranked, qvec, K, qa.settings.dense_weight, qa.settings.sentence_weight)
+        s = qa.settings
+        hits = fuse(data, ranked, qvec, K, s.dense_weight, s.sentence_weight, s.overlap_weight)
         rules[names[0]].append([rows_of[id(h.chunk)] for h in hits])
         rrf: dict[int, float] = {}
         for results in (ranked.dense, ranked.lexical):

@@ -352,7 +352,7 @@ def worker_main(index_dir: str, queries: str, topics: str, mode: str) -> None:
         timings: dict[str, float] = {}
         ranked = retrieve(qa.data, v, q, CANDIDATES, timings)
         t0 = time.perf_counter()
-        fuse(qa.data, ranked, v, 5, settings.dense_weight, settings.sentence_weight)
+        fuse(qa.data, ranked, v, 5, settings.dense_weight, settings.sentence_weight, settings.overlap_weight)
         timings["fusion"] = time.perf_counter() - t0
         for s in stages:
             stages[s].append(timings[s])

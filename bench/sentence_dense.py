@@ -1,18 +1,22 @@
-"""The dense score from the best sentence of a chunk, beside the chunk's own cosine.
+"""The dense score from the best sentence of a chunk, beside the chunk's own cosine, and the
+question words one sentence holds.
 
 A question usually matches one sentence of its passage; the chunk's single vector averages
 that sentence with the rest. With ``sentence_weight`` above 0 (the default is 1,
 ``QA_SENTENCE_WEIGHT``), ``retrieval.fuse`` re-scores the candidates both retrievers found with
 ``sentence_weight * (best sentence cosine) + (1 - sentence_weight) * (chunk cosine)`` before
-weighing BM25. The indexes here are built with sentence vectors whatever the settings say
+weighing BM25; with ``overlap_weight`` above 0 (default 0.15, ``QA_OVERLAP_WEIGHT``) it adds
+that much of the most idf-weighted question words one sentence holds, over the query's best
+(``retrieval.sentence_overlap``). The indexes here are built with sentence vectors whatever the settings say
 (the bundled model pools them from each chunk's own forward pass, ``PoolingEmbedder.embed_pooled``).
-This compares sentence and dense weights through the engine's own
+This compares sentence, dense and overlap weights through the engine's own
 ``retrieve`` and ``fuse`` on each SQuAD file's cached ``qa eval`` index (answerable questions,
 gold paragraph among distinct documents, as ``qa eval`` counts), separately on the articles
 the reader trained on (where the weights were chosen), on its held-out articles, and on all:
 
-    .venv/bin/python -m bench.sentence_dense               # both files, the default grid (~4 min)
-    .venv/bin/python -m bench.sentence_dense --sentence-weight 0 0.75 --dense-weight 0.65 0.75
+    .venv/bin/python -m bench.sentence_dense               # both files, the default grid (~5 min)
+    .venv/bin/python -m bench.sentence_dense --sentence-weight 0 0.75 --dense-weight 0.65 0.75 \
+        --overlap-weight 0 0.15
 """
 
 from __future__ import annotations
@@ -30,9 +34,13 @@ from qa.config import Settings
 from qa.evaluate import heldout_articles
 from qa.retrieval import fuse, retrieve
 
-#: The chunk's cosine alone, weighed 0.65 (the default before sentence vectors); and the default.
-BEFORE = (0.0, 0.65)
-DEFAULT = (Settings().sentence_weight, Settings().dense_weight)
+#: (sentence, dense, overlap weight): the chunk's cosine alone, weighed 0.65 (the default before
+#: sentence vectors); the best sentence's cosine weighed 0.7 (the default before the overlap);
+#: and the default.
+BEFORE = (0.0, 0.65, 0.0)
+PREVIOUS = (1.0, 0.7, 0.0)
+DEFAULT = (Settings().sentence_weight, Settings().dense_weight, Settings().overlap_weight)
+MARKS = {BEFORE: " (chunk only)", PREVIOUS: " (before overlap)", DEFAULT: " (default)"}
 
 
 def scores(ranks: list[int | None]) -> list[float]:
@@ -41,7 +49,7 @@ def scores(ranks: list[int | None]) -> list[float]:
     ]
 
 
-def sweep(path: Path, settings: Settings, grid: list[tuple[float, float]]) -> list[list[str]]:
+def sweep(path: Path, settings: Settings, grid: list[tuple[float, float, float]]) -> list[list[str]]:
     qa, questions, vecs = squad_index(path, settings.replace(sentence_weight=DEFAULT[0] or 1.0))
     idx = qa.data
     if idx.sentences is None:
@@ -56,18 +64,17 @@ def sweep(path: Path, settings: Settings, grid: list[tuple[float, float]]) -> li
     rows = []
     for name, members in groups.items():
         base: list[float] = []
-        for s, w in [BEFORE, *[g for g in grid if g != BEFORE]]:
+        for s, w, o in [BEFORE, *[g for g in grid if g != BEFORE]]:
             ranks = [
                 metrics.gold_rank(
-                    [h.chunk.doc_id for h in fuse(idx, ranked[i], vecs[i], 30, w, s)], questions[i].doc_id
+                    [h.chunk.doc_id for h in fuse(idx, ranked[i], vecs[i], 30, w, s, o)], questions[i].doc_id
                 )
                 for i in members
             ]
             got = scores(ranks)
             base = base or got
-            mark = " (chunk only)" if (s, w) == BEFORE else " (default)" if (s, w) == DEFAULT else ""
             rows.append(
-                [f"{name} ({len(members)})", f"{s:g}", f"{w:g}{mark}"]
+                [f"{name} ({len(members)})", f"{s:g}", f"{w:g}", f"{o:g}{MARKS.get((s, w, o), '')}"]
                 + [f"{x:.3f}" for x in got]
                 + [f"{got[0] - base[0]:+.3f}", f"{got[3] - base[3]:+.3f}"]
             )
@@ -77,17 +84,18 @@ def sweep(path: Path, settings: Settings, grid: list[tuple[float, float]]) -> li
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", nargs="*", type=Path, default=FILES)
-    ap.add_argument("--sentence-weight", nargs="*", type=float, default=[0.0, 0.5, 0.75, 1.0])
-    ap.add_argument("--dense-weight", nargs="*", type=float, default=[0.65, 0.7, 0.75])
+    ap.add_argument("--sentence-weight", nargs="*", type=float, default=[0.0, 1.0])
+    ap.add_argument("--dense-weight", nargs="*", type=float, default=[0.65, 0.7, 0.75, 0.8])
+    ap.add_argument("--overlap-weight", nargs="*", type=float, default=[0.0, 0.1, 0.15, 0.2])
     args = ap.parse_args(argv)
     settings = Settings()
-    grid = [(s, w) for s in args.sentence_weight for w in args.dense_weight]
+    grid = [(s, w, o) for s in args.sentence_weight for w in args.dense_weight for o in args.overlap_weight]
     for path in args.files:
         rows = sweep(path, settings, grid)
-        title = (f"Sentence and dense weights on {path.name} (answerable questions, fused as the app "
-                 f"fuses; {load_line()})")  # fmt: skip
-        headers = ["questions", "sentence weight", "dense weight", "R@1", "R@5", "R@10", "MRR@10",
-                   "R@1 vs chunk only", "MRR@10 vs chunk only"]  # fmt: skip
+        title = (f"Sentence, dense and overlap weights on {path.name} (answerable questions, fused as "
+                 f"the app fuses; {load_line()})")  # fmt: skip
+        headers = ["questions", "sentence weight", "dense weight", "overlap weight", "R@1", "R@5", "R@10",
+                   "MRR@10", "R@1 vs chunk only", "MRR@10 vs chunk only"]  # fmt: skip
         table(title, headers, rows)
     return 0
 

@@ -45,6 +45,7 @@ class Calibration:
     embedding_model: str | None = None  # the embedding model (its cosines are features)
     read_gap: float | None = None  # how far behind the best passage a passage was still read
     sentence_weight: float | None = None  # the best sentence's share of the dense score
+    overlap_weight: float | None = None  # the sentence word overlap's weight in the fused score
 
     def select(self, features: dict[str, float]) -> float:
         """A passage's selection score: the reader quotes the passage that scores highest."""
@@ -62,9 +63,10 @@ class Calibration:
         embedding_model: str | None = None,
         read_gap: float | None = None,
         sentence_weight: float | None = None,
+        overlap_weight: float | None = None,
     ) -> None:
-        """Log a warning when fitted for other reader weights, another fusion or sentence
-        weight, another number of passages read (or gap to the best one) or another embedding
+        """Log a warning when fitted for other reader weights, another fusion, sentence or
+        overlap weight, another number of passages read (or gap to the best one) or another embedding
         model: the app keeps answering, but its threshold is no longer the one chosen."""
         if reader_sha256 and self.reader_sha256 and self.reader_sha256 != reader_sha256:
             log.warning(
@@ -79,6 +81,11 @@ class Calibration:
             log.warning(
                 "%s was fitted with sentence_weight %s, not %s: confidences shift",
                 self.source, self.sentence_weight, sentence_weight,
+            )  # fmt: skip
+        if overlap_weight is not None and self.overlap_weight not in (None, overlap_weight):
+            log.warning(
+                "%s was fitted with overlap_weight %s, not %s: confidences shift",
+                self.source, self.overlap_weight, overlap_weight,
             )  # fmt: skip
         if read_passages is not None and self.read_passages not in (None, read_passages):
             log.warning(
@@ -117,6 +124,8 @@ class Calibration:
             gap = raw.get("read_gap", 2.0 if passages is not None else None)
             # ...and before sentence vectors, its dense score was the chunk's cosine alone.
             sentence = raw.get("sentence_weight", 0.0 if fitted_weight is not None else None)
+            # ...and before the sentence word overlap, the fused score had none.
+            overlap = raw.get("overlap_weight", 0.0 if fitted_weight is not None else None)
             calibration = cls(
                 weights,
                 bias,
@@ -128,6 +137,7 @@ class Calibration:
                 str(raw["embedding_model"]) if raw.get("embedding_model") else None,
                 float(gap) if gap is not None else None,
                 float(sentence) if sentence is not None else None,
+                float(overlap) if overlap is not None else None,
             )
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ModelError(f"{path} is damaged ({exc}); restore it from git") from None

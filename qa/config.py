@@ -30,14 +30,18 @@ class Settings:
     # Retrieval
     top_k: int = 5
     candidates: int = 50  # per retriever, before fusion
-    dense_weight: float = 0.7  # fused score: weight of the dense score; BM25 gets the rest
+    dense_weight: float = 0.8  # fused score: weight of the dense score; BM25 gets the rest
     # The dense score: this much of the best cosine between the question and one sentence of the
     # chunk, the rest the chunk's own cosine (0: the chunk's cosine alone, and no sentence vectors
-    # are built). 1 with dense_weight 0.7 were tuned together on the training articles
+    # are built). 1 was tuned with dense_weight 0.7 on the training articles
     # (``python -m bench.sentence_dense``). The bundled model pools each sentence's vector from its
     # chunk's own forward pass, at no extra cost; a model that does not expose its token states
     # embeds each sentence apart, at about half the build speed.
     sentence_weight: float = 1.0
+    # Added to the fused score: this much of the most idf-weighted question words one sentence of
+    # the chunk holds, over the query's best (``retrieval.sentence_overlap``; 0: off). 0.15 with
+    # dense_weight 0.8 were tuned together on the training articles (``bench.sentence_dense``).
+    overlap_weight: float = 0.15
     hnsw_threshold: int = 50_000  # exact FAISS search up to this many vectors (bench/README.md)
     # Reader
     reader: str = "auto"  # "auto" (model if present), "model" or "none" (sentence selection)
@@ -92,6 +96,8 @@ class Settings:
             raise ConfigError("dense_weight must be between 0 and 1")
         if not 0.0 <= self.sentence_weight <= 1.0:
             raise ConfigError("sentence_weight must be between 0 and 1")
+        if not 0.0 <= self.overlap_weight <= 1.0:
+            raise ConfigError("overlap_weight must be between 0 and 1")
         if not 1 <= self.read_passages <= 50:
             raise ConfigError("read_passages must be from 1 to 50 (the reader takes about 30 ms a passage)")
         if not 0.0 <= self.read_gap <= 2.0:

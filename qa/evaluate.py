@@ -443,6 +443,7 @@ def _report(
             "candidates": settings.candidates,
             "dense_weight": settings.dense_weight,
             "sentence_weight": settings.sentence_weight,
+            "overlap_weight": settings.overlap_weight,
             "read_passages": settings.read_passages,
             "read_gap": settings.read_gap,
             "min_confidence": t,
@@ -590,7 +591,7 @@ def render_markdown(report: EvalReport) -> str:
         f"{c['unanswerable']:,} unanswerable, {c['unindexed']:,} about unindexed documents. "
         f"Model `{s['model']}`, reader `{s['reader']}`, chunks {s['chunk_tokens']}/{s['chunk_overlap']} "
         f"tokens, candidates {s['candidates']}, dense weight {s['dense_weight']:g}, "
-        f"sentence weight {s.get('sentence_weight', 0):g}, "
+        f"sentence weight {s.get('sentence_weight', 0):g}, overlap weight {s.get('overlap_weight', 0):g}, "
         f"threshold {report.threshold:g}.",
         "",
         "| metric | value | retriever alone |",
@@ -735,8 +736,8 @@ def _articles(value: str | None, settings: Settings) -> list[str] | None:
 #: Settings that change what ``qa eval`` measures; set through QA_* variables they join the command line.
 _MEASURED = (
     "model", "encoding", "chunk_tokens", "chunk_overlap", "top_k", "candidates", "dense_weight",
-    "sentence_weight", "hnsw_threshold", "reader", "reader_path", "read_passages", "read_gap",
-    "max_answer_tokens", "min_confidence",
+    "sentence_weight", "overlap_weight", "hnsw_threshold", "reader", "reader_path", "read_passages",
+    "read_gap", "max_answer_tokens", "min_confidence",
 )  # fmt: skip
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -198,6 +200,38 @@ class LexicalIndex:
                 k: np.asarray(v) if isinstance(v, np.memmap) else v for k, v in scores.items()
             }
         return cls(retriever, size)
+
+    def idf(self, words: Iterable[str]) -> dict[str, float]:
+        """BM25's (Lucene's) idf, ``log(1 + (N - df + 0.5) / (df + 0.5))``, of each of ``words``
+        (``tokenize``'s) that some chunk holds; df is the length of the word's posting list."""
+        if not self.size:
+            return {}
+        vocab, indptr = self._bm25.vocab_dict, self._bm25.scores["indptr"]
+        out = {}
+        for word in words:
+            i = vocab.get(word)
+            # (bm25s numbers one more token, "", than its postings hold: never a query word)
+            df = int(indptr[i + 1] - indptr[i]) if i is not None and i + 1 < len(indptr) else 0
+            if df:
+                out[word] = math.log(1.0 + (self.size - df + 0.5) / (df + 0.5))
+        return out
+
+    def chunk_overlap(self, idf: dict[str, float], rows: np.ndarray) -> np.ndarray:
+        """Per row of ``rows``, the sum of ``idf`` over the words (keys of ``idf``, all in the
+        corpus) that the row's chunk holds anywhere, read from BM25's posting lists."""
+        vocab, sc = self._bm25.vocab_dict, self._bm25.scores
+        indptr, indices = sc["indptr"], sc["indices"]
+        out = np.zeros(len(rows), dtype=np.float64)
+        for word, weight in idf.items():
+            i = vocab[word]
+            postings = indices[indptr[i] : indptr[i + 1]]
+            if postings.size > 1 and not bool(np.all(postings[:-1] < postings[1:])):
+                found = np.isin(rows, postings)  # (bm25s writes them sorted; never seen otherwise)
+            else:
+                at = np.minimum(np.searchsorted(postings, rows), max(postings.size - 1, 0))
+                found = postings[at] == rows if postings.size else np.zeros(len(rows), dtype=bool)
+            out[found] += weight
+        return out
 
     def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` (scores, ids) with a positive score."""

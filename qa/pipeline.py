@@ -65,7 +65,7 @@ class QA:
         self.reader = reader or make_reader(
             settings.reader, embedder, settings.reader_path, settings.read_passages,
             settings.max_answer_tokens, settings.dense_weight, settings.read_gap,
-            settings.sentence_weight,
+            settings.sentence_weight, settings.overlap_weight,
         )  # fmt: skip
         self._reload_lock = threading.Lock()
         self.last_build: BuildReport | None = None
@@ -178,7 +178,8 @@ class QA:
         timings["embed"] = time.perf_counter() - t0
         ranked = retrieve(data, qvec, query, max(self.settings.candidates, k), timings)
         t1 = time.perf_counter()
-        hits = fuse(data, ranked, qvec, k, self.settings.dense_weight, self.settings.sentence_weight)
+        s = self.settings
+        hits = fuse(data, ranked, qvec, k, s.dense_weight, s.sentence_weight, s.overlap_weight)
         timings["fusion"] = time.perf_counter() - t1
         return hits, qvec, ranked
 

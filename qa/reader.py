@@ -175,6 +175,7 @@ class SpanModelReader:
         embedding_model: str | None = None,
         read_gap: float = 2.0,
         sentence_weight: float | None = None,
+        overlap_weight: float | None = None,
     ) -> None:
         from qa.span_reader import SpanReader
 
@@ -183,6 +184,7 @@ class SpanModelReader:
         self.read_gap = read_gap
         self.dense_weight = dense_weight
         self.sentence_weight = sentence_weight
+        self.overlap_weight = overlap_weight
         self.embedding_model = embedding_model
         self.calibration = Calibration.load(self._model.path)
         self._checked = False
@@ -197,7 +199,7 @@ class SpanModelReader:
             self._checked = True
             self.calibration.check(
                 self._model.info["sha256"], self.dense_weight, self.passages, self.embedding_model,
-                self.read_gap, self.sentence_weight,
+                self.read_gap, self.sentence_weight, self.overlap_weight,
             )  # fmt: skip
 
     def candidates(self, question: str, hits: Sequence[Hit]) -> list[Candidate]:
@@ -208,8 +210,10 @@ class SpanModelReader:
         if not top:
             return []
         best_score = max(h.score for h in top)
-        # (written so that a NaN gap, which Settings refuses, would read every passage)
-        top = [h for h in top if not h.score < best_score - self.read_gap]
+        # A gap of 2 (the most Settings allows) reads every passage, whatever the fusion
+        # weights make the scores' range; written so that a NaN gap (refused) would too.
+        if not self.read_gap >= 2.0:
+            top = [h for h in top if not h.score < best_score - self.read_gap]
         readings = self._model.read(question, [h.chunk.text for h in top])
         q_terms = set(tokenize(question))
         out = []
@@ -228,7 +232,8 @@ class SpanModelReader:
                 "null_score": reading.null_score,
                 "cosine": hit.dense_score if hit.dense_score is not None else 0.0,
                 "lexical": 1.0 if hit.lexical_score else 0.0,
-                "fused": hit.score,  # the retrieval score (``retrieval.fuse``): -dense_weight to 1
+                # the retrieval score (``retrieval.fuse``): -dense_weight to 1 + overlap_weight
+                "fused": hit.score,
                 "rank": float(hit.rank),  # the passage's retrieval rank
                 "overlap": question_overlap(q_terms, text[s_start:s_end]),
             }
@@ -264,6 +269,7 @@ def make_reader(
     dense_weight: float = 0.5,
     read_gap: float = 2.0,
     sentence_weight: float | None = None,
+    overlap_weight: float | None = None,
 ) -> Reader:
     """The reader for a ``Settings.reader`` value: "model", "none", or "auto" (model if shipped)."""
     if kind == "none":
@@ -277,5 +283,6 @@ def make_reader(
     if kind == "auto" and not SpanReader.available(path or None):
         return SentenceReader(embedder, passages)
     return SpanModelReader(
-        path, passages, max_answer_tokens, dense_weight, embedder.name, read_gap, sentence_weight
-    )
+        path, passages, max_answer_tokens, dense_weight, embedder.name, read_gap, sentence_weight,
+        overlap_weight,
+    )  # fmt: skip

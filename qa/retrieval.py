@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from qa import vectors
 from qa.index import IndexData
+from qa.lexical import tokenize
+from qa.sentences import sentence_spans
 from qa.types import Hit
 
 
@@ -18,6 +21,8 @@ class Ranked:
 
     dense: dict[int, tuple[int, float]]  # row -> (rank, cosine)
     lexical: dict[int, tuple[int, float]]  # row -> (rank, bm25)
+    # The query's words as BM25 sees them (``tokenize``); without them ``fuse`` adds no overlap.
+    words: frozenset[str] = frozenset()
 
 
 def retrieve(
@@ -38,7 +43,7 @@ def retrieve(
         timings["lexical"] = t2 - t1
     dense = {int(i): (r, float(s)) for r, (i, s) in enumerate(zip(d_ids, d_scores, strict=True), 1)}
     lexical = {int(i): (r, float(s)) for r, (i, s) in enumerate(zip(l_ids, l_scores, strict=True), 1)}
-    return Ranked(dense, lexical)
+    return Ranked(dense, lexical, frozenset(tokenize(query_text)))
 
 
 def fuse(
@@ -48,10 +53,14 @@ def fuse(
     k: int,
     dense_weight: float = 0.65,
     sentence_weight: float = 0.0,
+    overlap_weight: float = 0.0,
 ) -> list[Hit]:
     """Score every candidate of either retriever by
-    ``dense_weight * dense + (1 - dense_weight) * bm25 / (the query's best bm25)``, where
-    ``dense = sentence_weight * (its best sentence's cosine) + (1 - sentence_weight) * cosine``.
+    ``dense_weight * dense + (1 - dense_weight) * bm25 / (the query's best bm25)
+    + overlap_weight * overlap / (the query's best overlap)``, where
+    ``dense = sentence_weight * (its best sentence's cosine) + (1 - sentence_weight) * cosine``
+    and ``overlap`` is the most a single sentence of the chunk holds of the query's words, each
+    counted once and weighed by its BM25 idf (``sentence_overlap``).
 
     The cosine is taken for every candidate (BM25's too); a candidate outside BM25's list
     gets 0 for BM25. Measured on the same candidate lists (``python -m bench.fusion``; weight
@@ -62,6 +71,11 @@ def fuse(
     its passage, which the chunk's single vector dilutes: the best sentence's cosine
     (``python -m bench.sentence_dense``, weights tuned on the training articles) re-scores the
     candidates the two retrievers found. An index without sentence vectors uses the cosine.
+    Most misses are another paragraph of the gold one's article, which shares its words; the
+    words of a SQuAD question mostly come from one sentence of its passage, which the chunk's
+    BM25 (length-normalised over the whole chunk) and the sentence's cosine both blur: the
+    overlap term (weights tuned with ``python -m bench.sentence_dense`` on the training
+    articles) counts the question's rare words that one sentence holds together.
     """
     cosines = {row: s for row, (_, s) in ranked.dense.items()}
     for row in ranked.lexical:
@@ -79,6 +93,9 @@ def fuse(
         lexical = ranked.lexical.get(row)
         bm25 = lexical[1] / best if lexical and best > 0 else 0.0
         fused[row] = dense_weight * cos + (1.0 - dense_weight) * bm25
+    if overlap_weight > 0:
+        for row, share in _overlap_shares(data, fused, ranked.words, overlap_weight, k).items():
+            fused[row] += overlap_weight * share
     # Ties break on BM25 (the stronger retriever alone on SQuAD), then row order.
     order = sorted(fused, key=lambda r: (-fused[r], -ranked.lexical.get(r, (0, 0.0))[1], r))[:k]
     return [
@@ -91,6 +108,66 @@ def fuse(
         )
         for rank, row in enumerate(order, 1)
     ]
+
+
+def _overlap_shares(
+    data: IndexData, base: dict[int, float], words: frozenset[str], weight: float, k: int
+) -> dict[int, float]:
+    """Each candidate's ``sentence_overlap`` over the best among all of ``base``'s candidates,
+    for every candidate that can still reach the top ``k`` once ``weight`` x its share is added
+    to its ``base`` score; the others are left out (they stay below k candidates either way).
+
+    Splitting and stemming a chunk's sentences costs about 70 us, so rather than all 60-100
+    candidates, this reads the few that matter: the words a chunk holds anywhere (BM25's posting
+    lists, no text read) bound what one of its sentences holds. First the best overlap: read
+    the chunks in order of that bound until the bound falls to the best found. Then only the
+    candidates whose base score plus their bound can still reach the k-th best score known.
+    The top k, and their scores, are those of reading every candidate (``tests/test_retrieval.py``).
+    """
+    lexical = data.lexical
+    idf = lexical.idf(words) if lexical is not None else {}
+    if not idf or not base or lexical is None:
+        return {}
+    rows = np.fromiter(base, dtype=np.int64, count=len(base))
+    bound = dict(zip(rows.tolist(), lexical.chunk_overlap(idf, rows).tolist(), strict=True))
+    exact: dict[int, float] = {}
+    best = 0.0
+    for row in sorted(bound, key=lambda r: -bound[r]):
+        if bound[row] <= best:
+            break
+        exact[row] = _row_overlap(data, row, idf)
+        best = max(best, exact[row])
+    if best <= 0:
+        return {}
+    floor = sorted((base[r] + weight * exact.get(r, 0.0) / best for r in base), reverse=True)
+    kth = floor[k - 1] if len(floor) >= k else -np.inf
+    for row in base:
+        if row not in exact and bound[row] > 0 and base[row] + weight * bound[row] / best >= kth:
+            exact[row] = _row_overlap(data, row, idf)
+    return {row: value / best for row, value in exact.items()}
+
+
+def _row_overlap(data: IndexData, row: int, idf: dict[str, float]) -> float:
+    return max(
+        (sum(idf[w] for w in idf.keys() & held) for held in sentence_words(data.chunks[row].text)),
+        default=0.0,
+    )
+
+
+def sentence_overlap(data: IndexData, rows: list[int], words: frozenset[str]) -> dict[int, float]:
+    """Per row, the highest sum over one sentence of its chunk's text (``sentence_spans``; the
+    title is not a sentence) of the BM25 idf of each query word it holds, each word once; 0 for
+    all without a BM25 index."""
+    idf = data.lexical.idf(words) if data.lexical is not None else {}
+    return {row: _row_overlap(data, row, idf) if idf else 0.0 for row in rows}
+
+
+@lru_cache(maxsize=2048)
+def sentence_words(text: str) -> tuple[frozenset[str], ...]:
+    """The words (``tokenize``'s) of each sentence of ``text``. Cached (about 8 KB a chunk on
+    SQuAD, so at most about 17 MB): splitting and stemming the candidates' sentences took about
+    5 ms a query, and the chunks that match many questions come back often."""
+    return tuple(frozenset(tokenize(text[a:b])) for a, b in sentence_spans(text))
 
 
 def _best_sentences(

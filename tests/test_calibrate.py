@@ -193,6 +193,8 @@ def test_saved_readings_reload_only_for_the_same_reader_and_retrieval(tmp_path: 
         calibrate.load_rows(path, "sha-b", Settings())
     with pytest.raises(ValueError, match="another dense_weight"):
         calibrate.load_rows(path, "sha-a", Settings(dense_weight=0.3))
+    with pytest.raises(ValueError, match="another overlap_weight"):
+        calibrate.load_rows(path, "sha-a", Settings(overlap_weight=0.0))
     with pytest.raises(ValueError, match="another chunk_tokens, read_passages"):
         calibrate.load_rows(path, "sha-a", Settings(chunk_tokens=100, read_passages=2))
     stored = json.loads(path.read_text())
@@ -214,24 +216,28 @@ def test_saved_readings_reload_only_for_the_same_reader_and_retrieval(tmp_path: 
     assert (tmp_path / "new").is_dir()
 
 
-def test_calibration_records_the_sentence_weight(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("name", ["sentence_weight", "overlap_weight"])
+def test_calibration_records_the_sentence_and_overlap_weights(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, name: str
+) -> None:
     body = {"weights": {"margin": 1.0}, "bias": 0.0, "dense_weight": 0.65}
     (tmp_path / "calibration.json").write_text(json.dumps(body))
     cal = Calibration.load(tmp_path)
-    assert cal.sentence_weight == 0.0  # fitted before sentence vectors: the chunk's cosine alone
+    # fitted before sentence vectors (the chunk's cosine alone) and before the overlap (none)
+    assert getattr(cal, name) == 0.0
     with caplog.at_level(logging.WARNING, logger="qa"):
-        cal.check(None, 0.65, sentence_weight=0.0)
+        cal.check(None, 0.65, **{name: 0.0})
         assert not caplog.records
-        cal.check(None, 0.65, sentence_weight=0.75)
-        assert "sentence_weight 0.0, not 0.75" in caplog.records[0].getMessage()
-    (tmp_path / "calibration.json").write_text(json.dumps({**body, "sentence_weight": 0.75}))
+        cal.check(None, 0.65, **{name: 0.75})
+        assert f"{name} 0.0, not 0.75" in caplog.records[0].getMessage()
+    (tmp_path / "calibration.json").write_text(json.dumps({**body, name: 0.75}))
     cal = Calibration.load(tmp_path)
-    assert cal.sentence_weight == 0.75
+    assert getattr(cal, name) == 0.75
     with caplog.at_level(logging.WARNING, logger="qa"):
         caplog.clear()
-        cal.check(None, 0.65, sentence_weight=0.75)
+        cal.check(None, 0.65, **{name: 0.75})
         assert not caplog.records
-    assert Calibration().sentence_weight is None  # the hand-set default checks nothing
+    assert getattr(Calibration(), name) is None  # the hand-set default checks nothing
 
 
 def test_article_splits_cover_every_split_once() -> None:

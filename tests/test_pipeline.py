@@ -37,6 +37,22 @@ def test_search_ranks_the_relevant_passage_first(qa: QA) -> None:
     assert hits == sorted(hits, key=lambda h: -h.score)
 
 
+def test_search_adds_the_sentence_overlap_with_the_settings_weight(  # type: ignore[no-untyped-def]
+    sample_seeds: Path, fake_settings
+) -> None:
+    plain = QA.build(sample_seeds, settings=fake_settings.replace(overlap_weight=0.0))
+    weighted = QA.build(sample_seeds, settings=fake_settings.replace(overlap_weight=0.5))
+    question = "How long is the Nile river?"
+    before = {h.chunk.chunk_id: h.score for h in plain.search(question, k=10)}
+    after = {h.chunk.chunk_id: h.score for h in weighted.search(question, k=10)}
+    assert before.keys() == after.keys()
+    gains = {c: after[c] - before[c] for c in before}
+    # the chunk whose one sentence holds the most of the question's words gains the whole weight
+    assert max(gains.values()) == pytest.approx(0.5, abs=1e-6)
+    assert all(-1e-6 <= g <= 0.5 + 1e-6 for g in gains.values())
+    assert max(gains, key=gains.__getitem__).startswith("rivers/nile.txt")
+
+
 def test_unrelated_question_is_not_found(sample_seeds: Path, fake_settings) -> None:  # type: ignore[no-untyped-def]
     qa = QA.build(sample_seeds, settings=fake_settings.replace(min_confidence=0.5))
     answer = qa.ask("zebra quantum cryptocurrency tariffs")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,8 @@ import pytest
 from qa.config import Settings
 from qa.errors import ConfigError
 from qa.index import IndexData
-from qa.retrieval import Ranked, fuse
+from qa.lexical import LexicalIndex, tokenize
+from qa.retrieval import Ranked, fuse, retrieve, sentence_overlap, sentence_words
 from qa.types import Chunk
 from qa.vectors import build_vector_index
 
@@ -124,3 +126,85 @@ def test_sentence_weight_is_bounded(weight: str) -> None:
     with pytest.raises(ConfigError, match="sentence_weight"):
         Settings().replace(sentence_weight=weight)
     assert Settings().replace(sentence_weight="0").sentence_weight == 0.0
+
+
+# Row 0 holds both query words in one sentence, row 1 holds them in two; rows 2 and 3 neither.
+OVERLAP_TEXTS = [
+    "Paris hosts the Louvre. Rome has the Colosseum.",
+    "Paris is large. The Louvre is old.",
+    "Berlin has museums.",
+    "Madrid has the Prado.",
+]
+
+
+def data_with_texts(vectors: np.ndarray, texts: list[str]) -> IndexData:
+    chunks = [Chunk(f"d{i}.txt#0", f"d{i}.txt", "", 0, len(t), t) for i, t in enumerate(texts)]
+    lexical = LexicalIndex.build(texts)
+    return IndexData(Path("."), {}, {}, chunks, build_vector_index(vectors, 1000), lexical)
+
+
+def test_sentence_overlap_counts_the_idf_of_the_query_words_one_sentence_holds() -> None:
+    data = data_with_texts(VECS, OVERLAP_TEXTS)
+    words = frozenset(tokenize("Where is the Louvre in Paris?"))
+    idf = math.log(1 + (4 - 2 + 0.5) / (2 + 0.5))  # Lucene's idf: each word is in 2 of 4 chunks
+    assert data.lexical.idf(words) == pytest.approx({"pari": idf, "louvr": idf})
+    assert data.lexical.idf(["tokyo", "pari"]) == pytest.approx({"pari": idf})  # not in the corpus: left out
+    got = sentence_overlap(data, [0, 1, 2, 3], words)
+    assert got == pytest.approx({0: 2 * idf, 1: idf, 2: 0.0, 3: 0.0})  # row 1: one word a sentence
+    assert sentence_overlap(data_with(VECS), [0, 1], words) == {0: 0.0, 1: 0.0}  # no BM25 index
+    assert retrieve(data, QUERY, "Where is the Louvre in Paris?", 4).words == words
+
+
+def test_the_overlap_weight_adds_the_share_of_the_best_overlap() -> None:
+    vecs = np.stack([unit(0.3, 0.954, 0), unit(0.6, 0.8, 0), unit(0.1, 0.995, 0), unit(0.0, 1, 0)])
+    data = data_with_texts(vecs, OVERLAP_TEXTS)
+    words = frozenset(tokenize("Louvre Paris"))
+    ranked = Ranked(dense={0: (2, 0.3), 1: (1, 0.6), 2: (3, 0.1)}, lexical={}, words=words)
+    plain = fuse(data, ranked, QUERY, 3, dense_weight=1.0)
+    assert [h.chunk.doc_id for h in plain] == ["d1.txt", "d0.txt", "d2.txt"]
+    hits = fuse(data, ranked, QUERY, 3, dense_weight=1.0, overlap_weight=1.0)
+    assert [h.chunk.doc_id for h in hits] == ["d0.txt", "d1.txt", "d2.txt"]
+    fused = {h.chunk.doc_id: h.score for h in hits}
+    assert fused == pytest.approx({"d0.txt": 0.3 + 1.0, "d1.txt": 0.6 + 0.5, "d2.txt": 0.1}, abs=1e-3)
+    assert {h.chunk.doc_id: h.dense_score for h in hits}["d0.txt"] == pytest.approx(0.3, abs=1e-3)
+    # a query none of whose words the candidates hold adds nothing
+    none = Ranked(ranked.dense, {}, frozenset(tokenize("Tokyo")))
+    assert [h.score for h in fuse(data, none, QUERY, 3, 1.0, 0.0, 1.0)] == pytest.approx(
+        [0.6, 0.3, 0.1], abs=1e-3
+    )
+
+
+@pytest.mark.parametrize("weight", ["-0.1", "1.5", "nan"])
+def test_overlap_weight_is_bounded(weight: str) -> None:
+    with pytest.raises(ConfigError, match="overlap_weight"):
+        Settings().replace(overlap_weight=weight)
+    assert Settings().replace(overlap_weight="0").overlap_weight == 0.0
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 60])
+def test_overlap_fusion_reads_few_chunks_yet_ranks_as_reading_them_all(k: int) -> None:
+    rng = np.random.default_rng(k)
+    vocab = [f"w{i}" for i in range(40)]
+    texts = [
+        " ".join(". ".join(" ".join(rng.choice(vocab, rng.integers(3, 9))) for _ in range(3)).split()) + "."
+        for _ in range(50)
+    ]
+    vecs = rng.normal(size=(50, 3)).astype(np.float32)
+    data = data_with_texts(vecs / np.linalg.norm(vecs, axis=1, keepdims=True), texts)
+    read = candidates = 0
+    for trial in range(20):
+        query = " ".join(rng.choice(vocab, 4))
+        qvec = unit(*rng.normal(size=3))
+        ranked = retrieve(data, qvec, query, 25)
+        rows = sorted(set(ranked.dense) | set(ranked.lexical))
+        sentence_words.cache_clear()
+        hits = fuse(data, ranked, qvec, k, 0.7, 0.0, 0.4)
+        read, candidates = read + sentence_words.cache_info().misses, candidates + len(rows)
+        base = {h.chunk.doc_id: h.score for h in fuse(data, ranked, qvec, 100, 0.7, 0.0, 0.0)}
+        overlap = sentence_overlap(data, rows, ranked.words)
+        most = max(overlap.values())
+        full = {f"d{r}.txt": base[f"d{r}.txt"] + (0.4 * overlap[r] / most if most else 0.0) for r in rows}
+        assert [h.score for h in hits] == pytest.approx(sorted(full.values(), reverse=True)[:k], abs=1e-9)
+        for h in hits:
+            assert h.score == pytest.approx(full[h.chunk.doc_id], abs=1e-9), trial
+    assert read < candidates / 2 if k <= 3 else read <= candidates  # few chunks' texts were read

@@ -242,7 +242,7 @@ def spread(summaries: list[dict[str, Any]], how: Any) -> dict[str, Any]:
 #: The settings that the readings depend on besides the reader weights and BM25's parameters.
 ROWS_SETTINGS = (
     "model", "chunk_tokens", "chunk_overlap", "candidates", "dense_weight", "sentence_weight",
-    "read_passages", "read_gap", "max_answer_tokens",
+    "overlap_weight", "read_passages", "read_gap", "max_answer_tokens",
 )  # fmt: skip
 
 
@@ -344,6 +344,7 @@ def run() -> None:
         "reader_sha256": reader_sha,
         "dense_weight": settings.dense_weight,
         "sentence_weight": settings.sentence_weight,
+        "overlap_weight": settings.overlap_weight,
         "read_passages": settings.read_passages,
         "read_gap": settings.read_gap,
         "embedding_model": settings.model,
