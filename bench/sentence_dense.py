@@ -14,7 +14,7 @@ This compares sentence, dense and overlap weights through the engine's own
 gold paragraph among distinct documents, as ``qa eval`` counts), separately on the articles
 the reader trained on (where the weights were chosen), on its held-out articles, and on all:
 
-    .venv/bin/python -m bench.sentence_dense               # both files, the default grid (~5 min)
+    .venv/bin/python -m bench.sentence_dense               # both files, the default grid (~10 min)
     .venv/bin/python -m bench.sentence_dense --sentence-weight 0 0.75 --dense-weight 0.65 0.75 \
         --overlap-weight 0 0.15
 """

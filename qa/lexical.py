@@ -218,7 +218,9 @@ class LexicalIndex:
 
     def chunk_overlap(self, idf: dict[str, float], rows: np.ndarray) -> np.ndarray:
         """Per row of ``rows``, the sum of ``idf`` over the words (keys of ``idf``, all in the
-        corpus) that the row's chunk holds anywhere, read from BM25's posting lists."""
+        corpus) that the row's chunk holds anywhere, read from BM25's posting lists; added in
+        ``idf``'s order (``retrieval`` relies on it: a subset summed in the same order never
+        rounds above it)."""
         vocab, sc = self._bm25.vocab_dict, self._bm25.scores
         indptr, indices = sc["indptr"], sc["indices"]
         out = np.zeros(len(rows), dtype=np.float64)

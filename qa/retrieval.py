@@ -139,19 +139,28 @@ def _overlap_shares(
         best = max(best, exact[row])
     if best <= 0:
         return {}
-    floor = sorted((base[r] + weight * exact.get(r, 0.0) / best for r in base), reverse=True)
+    # Rounded as ``fuse`` rounds (weight * (value / best)): each step rounds monotonically, so a
+    # bound that is not below a value stays so after it.
+    floor = sorted((base[r] + weight * (exact.get(r, 0.0) / best) for r in base), reverse=True)
     kth = floor[k - 1] if len(floor) >= k else -np.inf
     for row in base:
-        if row not in exact and bound[row] > 0 and base[row] + weight * bound[row] / best >= kth:
+        if row not in exact and bound[row] > 0 and base[row] + weight * (bound[row] / best) >= kth:
             exact[row] = _row_overlap(data, row, idf)
     return {row: value / best for row, value in exact.items()}
 
 
 def _row_overlap(data: IndexData, row: int, idf: dict[str, float]) -> float:
-    return max(
-        (sum(idf[w] for w in idf.keys() & held) for held in sentence_words(data.chunks[row].text)),
-        default=0.0,
-    )
+    """The most idf one sentence of the row's chunk holds. Summed in ``idf``'s order, one
+    addition at a time, as ``LexicalIndex.chunk_overlap`` sums the same terms and more: in
+    another order the rounding could put a sentence's sum one ulp above its chunk's bound."""
+    best = 0.0
+    for held in sentence_words(data.chunks[row].text):
+        total = 0.0
+        for word, value in idf.items():
+            if word in held:
+                total += value
+        best = max(best, total)
+    return best
 
 
 def sentence_overlap(data: IndexData, rows: list[int], words: frozenset[str]) -> dict[int, float]:
