@@ -237,7 +237,11 @@ class LexicalIndex:
 
     def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` (scores, ids) with a positive score."""
-        terms = query_term_ids(tokenize(query), self._bm25.vocab_dict) if self.size else []
+        return self.search_words(tokenize(query), k)
+
+    def search_words(self, words: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``search`` for a query already split into ``tokenize``'s words (in order)."""
+        terms = query_term_ids(words, self._bm25.vocab_dict) if self.size else []
         if not terms:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
         scores = self._bm25.get_scores(terms)

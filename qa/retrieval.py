@@ -36,14 +36,15 @@ def retrieve(
     t0 = time.perf_counter()
     d_scores, d_ids = vectors.search(data.vectors, query_vector, candidates)
     t1 = time.perf_counter()
-    l_scores, l_ids = data.lexical.search(query_text, candidates)
+    words = tokenize(query_text)  # once, for BM25 and the sentence overlap
+    l_scores, l_ids = data.lexical.search_words(words, candidates)
     t2 = time.perf_counter()
     if timings is not None:
         timings["dense"] = t1 - t0
         timings["lexical"] = t2 - t1
     dense = {int(i): (r, float(s)) for r, (i, s) in enumerate(zip(d_ids, d_scores, strict=True), 1)}
     lexical = {int(i): (r, float(s)) for r, (i, s) in enumerate(zip(l_ids, l_scores, strict=True), 1)}
-    return Ranked(dense, lexical, frozenset(tokenize(query_text)))
+    return Ranked(dense, lexical, frozenset(words))
 
 
 def fuse(

@@ -325,6 +325,7 @@ def test_shared_norm_softmax_spans_a_questions_windows_and_keeps_them_in_one_bat
         context_mask,
         feature_units,
         first_answer_masks,
+        make_batches,
         make_features,
         make_unit_batches,
         shared_norm_nll,
@@ -389,6 +390,11 @@ def test_shared_norm_softmax_spans_a_questions_windows_and_keeps_them_in_one_bat
     # a unit larger than the batch is a batch of its own, never split
     big = make_unit_batches([[0, 1, 2], [3]], [5, 5, 5, 5], 2, random.Random(0))
     assert sorted(map(sorted, big)) == [[0, 1, 2], [3]]
+    # without shared norm every window is its own unit: full batches, each of similar lengths
+    plain = make_batches(lengths, 4, random.Random(0))
+    assert sorted(i for b in plain for i in b) == list(range(len(lengths)))
+    assert sum(len(b) < 4 for b in plain) <= 1 and all(len(b) <= 4 for b in plain)
+    assert all(lengths[b[0]] <= lengths[b[-1]] for b in plain)  # sorted within a batch
     alone = _example({"id": "u", "question": "q?", "answers": [], "is_impossible": True}, "c", "v2.0")
     assert "group" not in alone  # an unanswerable question joins no group
 

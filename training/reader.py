@@ -336,16 +336,9 @@ def make_features(
 
 
 def make_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
-    """Length-bucketed batches: shuffle, sort within pools of 50 batches, shuffle the batches."""
-    idx = list(range(len(lengths)))
-    rng.shuffle(idx)
-    pool = batch_size * 50
-    batches: list[list[int]] = []
-    for p in range(0, len(idx), pool):
-        chunk = sorted(idx[p : p + pool], key=lambda i: lengths[i])
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
-    rng.shuffle(batches)
-    return batches
+    """Length-bucketed batches: shuffle, sort within pools of 50 batches, shuffle the batches
+    (``make_unit_batches`` with every window a unit of its own: the same batches, same order)."""
+    return make_unit_batches([[i] for i in range(len(lengths))], lengths, batch_size, rng)
 
 
 def feature_units(feats: dict[str, Any], examples: list[dict[str, Any]]) -> list[list[int]]:
@@ -361,9 +354,9 @@ def feature_units(feats: dict[str, Any], examples: list[dict[str, Any]]) -> list
 def make_unit_batches(
     units: list[list[int]], lengths: list[int], batch_size: int, rng: random.Random
 ) -> list[list[int]]:
-    """Length-bucketed batches of whole units (as ``make_batches``, by a unit's longest window):
-    units are packed in order until the next would pass ``batch_size`` windows; a unit larger
-    than that is a batch of its own."""
+    """Length-bucketed batches of whole units: shuffle the units, sort them by their longest
+    window within pools of 50 batches, pack them in order until the next would pass
+    ``batch_size`` windows (a unit larger than that is a batch of its own), shuffle the batches."""
     order = list(range(len(units)))
     rng.shuffle(order)
     longest = [max(lengths[i] for i in u) for u in units]
