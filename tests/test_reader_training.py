@@ -312,6 +312,82 @@ def test_distractors_are_the_top_other_paragraphs_and_later_ones_skip_answers() 
     assert bm25_distractors([], [], corpus, n=2) == []
 
 
+def test_retriever_distractors_skip_the_gold_repeats_and_paragraphs_holding_an_answer() -> None:
+    from training.distractors import pick
+
+    hits = [
+        ("a/p001.txt", "The gold paragraph: it won 2 titles."),  # the question's own
+        ("b/p001.txt", "Founded in 2015 by two engineers."),  # "2" only inside "2015": kept
+        ("b/p001.txt", "Founded in 2015 by two engineers."),  # a second chunk of it: once
+        ("c/p001.txt", "They won 2 more in the next decade."),  # holds the answer "2": skipped
+        ("d/p001.txt", "THE SECOND season ended early."),  # holds "second", any case: skipped
+        ("e/p001.txt", "A quiet year for the club."),
+        ("f/p001.txt", "Nothing else happened."),
+    ]
+    assert pick(hits, "a/p001.txt", ["2", "Second", " "]) == [hits[1][1], hits[5][1], hits[6][1]]
+    assert pick(hits, "a/p001.txt", ["2"], keep=1) == [hits[1][1]]
+    assert pick(hits[:1], "a/p001.txt", ["2"]) == []
+
+
+def test_a_distractor_file_supplies_the_picks_and_a_file_for_other_data_is_refused(tmp_path: Path) -> None:
+    from training.reader import build_data, paragraph_key, sha256_file
+
+    data = _squad(tmp_path)
+    hold = ["Article_2"]
+    eiffel, plants, nile = (ctx for ctx, _ in _PARAS)
+    good = {
+        "holdout": hold,
+        "file_sha256": sha256_file(data / "squad-v1.1-dev-a.json"),
+        "picks": {"q0_0": [paragraph_key(plants)], "q1_0": []},
+    }
+
+    def build(mined: object, n: int = 1) -> tuple[list, dict]:
+        f = tmp_path / "distractors.json"
+        f.write_text(json.dumps(mined))
+        examples, counts, _, _ = build_data(data, hold, 0, None, n, f)
+        return examples, counts
+
+    examples, counts = build(good)
+    dis = {e["id"]: e["context"] for e in examples if e["source"] == "distractor"}
+    assert dis["q0_0#distractor"] == plants  # the file's pick
+    assert "q1_0#distractor" not in dis  # the file has none for it: none
+    assert dis["q0_1#distractor"] == plants and dis["q1_1#distractor"] == eiffel  # not in the file: BM25's
+    assert nile not in dis.values()  # the held-out article is never a distractor
+    assert counts["distractors_from_file"] == 2 and counts["distractors"] == 3
+    for bad, why in (
+        ({**good, "holdout": ["Article_1"]}, "holding out"),
+        ({**good, "file_sha256": "0" * 64}, "another squad-v1.1-dev-a.json"),
+        ({**good, "picks": {"q0_0": [paragraph_key(nile)]}}, "non-training"),
+        ({"holdout": hold}, "not a training.distractors file"),
+        ({**good, "picks": {"q0_0": "abc"}}, "not lists of paragraph keys"),
+        ([1, 2], "not a training.distractors file"),
+    ):
+        with pytest.raises(SystemExit, match=why):
+            build(bad)
+
+
+@pytest.mark.model  # the bundled embedding model, through the app's own retrieval
+def test_distractors_are_mined_with_the_apps_retriever(tmp_path: Path) -> None:
+    from training.distractors import main
+    from training.reader import build_data, paragraph_key
+
+    data = _squad(tmp_path)
+    out = tmp_path / "mined.json"
+    argv = ["--out", str(out), "--data-dir", str(data), "--holdout", "Article_2"]
+    assert main([*argv, "--index-dir", str(tmp_path / "index")]) == 0
+    mined = json.loads(out.read_text())
+    assert main(["--out", str(tmp_path / "x.json"), "--data-dir", str(tmp_path / "none")]) == 2
+    assert not (tmp_path / "x.json").exists()
+    eiffel, plants, nile = (ctx for ctx, _ in _PARAS)
+    assert mined["holdout"] == ["Article_2"] and mined["questions"] == 4
+    # two training paragraphs: each question's only other one, unless it holds the answer
+    assert mined["picks"]["q0_0"] == [paragraph_key(plants)]
+    assert mined["picks"]["q1_1"] == [paragraph_key(eiffel)]
+    examples, counts, _, _ = build_data(data, ["Article_2"], 0, None, 1, out)
+    assert counts["distractors_from_file"] == 4
+    assert all(e["context"] != nile for e in examples)
+
+
 def test_shared_norm_softmax_spans_a_questions_windows_and_keeps_them_in_one_batch(tmp_path: Path) -> None:
     import random
 

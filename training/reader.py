@@ -5,7 +5,8 @@
 Data: SQuAD v1.1 + v2.0 dev halves in /work/shared/eval (CC BY-SA 4.0). Held-out articles are
 excluded from training and give the validation scores. Each answerable question yields its gold
 paragraph (answer labelled) and one distractor (the top BM25-retrieved other training paragraph,
-labelled no-answer at [CLS]; ``--distractors N`` takes its top N); v2.0 unanswerable questions
+labelled no-answer at [CLS]; ``--distractors N`` takes its top N; ``--distractor-file F`` takes
+them from ``python -m training.distractors``, the app's own retriever); v2.0 unanswerable questions
 are labelled no-answer too. ``--shared-norm W`` adds W x a loss whose softmax spans all the
 windows of a question's gold and distractor paragraphs, so span scores compare across passages.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime as dt
+import hashlib
 import json
 import math
 import os
@@ -67,6 +69,7 @@ BATCH_KEYS = (
     "limit",
     "distractors_per_question",
     "shared_norm",
+    "distractor_file",
 )
 BERT_KEYS = (
     "vocab_size",
@@ -143,13 +146,20 @@ def _example(q: dict[str, Any], ctx: str, source: str, **extra: Any) -> dict[str
 
 
 def build_data(
-    data_dir: Path, holdout: list[str], seed: int, limit: int | None, distractors_per_question: int = 1
+    data_dir: Path,
+    holdout: list[str],
+    seed: int,
+    limit: int | None,
+    distractors_per_question: int = 1,
+    distractor_file: Path | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]], list[str]]:
     """Training examples, counts, held-out v1 questions (with golds) and held-out paragraphs.
 
     Each answerable question gets ``distractors_per_question`` no-answer distractors, the top
     BM25 training paragraphs other than its own; beyond the first, a paragraph that holds one
-    of the question's answers word for word is skipped (its no-answer label would be wrong)."""
+    of the question's answers word for word is skipped (its no-answer label would be wrong).
+    With ``distractor_file`` (``training.distractors``), a question it names takes its first
+    picks from there instead (the product's retriever); any other question keeps BM25's."""
     v1 = load_squad(data_dir / V1_FILE)
     v2 = load_squad(data_dir / V2_FILE)
     hold = set(holdout)
@@ -208,14 +218,19 @@ def build_data(
         answerable = answerable[:limit]
         unanswerable = unanswerable[:n_un]
 
-    # distractors: top BM25 training paragraphs other than the gold one
-    picks = bm25_distractors(
-        [e["question"] for e in answerable],
-        [e["context"] for e in answerable],
+    # distractors: from the file, else the top BM25 training paragraphs other than the gold one
+    mined = read_distractor_file(distractor_file, data_dir, holdout, train_paras) if distractor_file else {}
+    rest = [e for e in answerable if e["id"] not in mined]
+    bm25_picks = bm25_distractors(
+        [e["question"] for e in rest],
+        [e["context"] for e in rest],
         train_paras,
         n=distractors_per_question,
-        avoid=[[t for _, t in e["answers"]] for e in answerable],
+        avoid=[[t for _, t in e["answers"]] for e in rest],
     )
+    by_bm25 = {e["id"]: row for e, row in zip(rest, bm25_picks, strict=True)}
+    per = distractors_per_question
+    picks = [mined[e["id"]][:per] if e["id"] in mined else by_bm25[e["id"]] for e in answerable]
     examples = list(answerable)
     for e, row in zip(answerable, picks, strict=True):
         for j, d in enumerate(row):
@@ -239,6 +254,7 @@ def build_data(
         "v2.0_answerable_duplicates_dropped": v2_answerable_dup,
         "distractors": sum(len(row) for row in picks),
         "distractors_per_question": distractors_per_question,
+        **({"distractors_from_file": len(answerable) - len(rest)} if distractor_file else {}),
         "unanswerable_v2.0": len(unanswerable),
         "training_examples": len(examples),
         "training_paragraphs": len(train_paras),
@@ -246,6 +262,37 @@ def build_data(
         "heldout_paragraphs_v1.1": len(heldout_paras),
     }
     return examples, counts, heldout_q, heldout_paras
+
+
+def paragraph_key(text: str) -> str:
+    """How a distractor file names a paragraph: the sha1 of its text."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def read_distractor_file(
+    path: Path, data_dir: Path, holdout: list[str], train_paras: list[str]
+) -> dict[str, list[str]]:
+    """Question id -> distractor paragraphs, from a ``training.distractors`` file made for this
+    v1.1 file and these held-out articles (else SystemExit saying which differs)."""
+    try:
+        mined = json.loads(Path(path).read_text(encoding="utf-8"))
+        picks = mined["picks"]
+        if not all(isinstance(row, list) and all(isinstance(k, str) for k in row) for row in picks.values()):
+            raise ValueError("its picks are not lists of paragraph keys")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise SystemExit(f"--distractor-file {path}: not a training.distractors file ({exc})") from None
+    if sorted(mined.get("holdout", [])) != sorted(holdout):
+        raise SystemExit(
+            f"--distractor-file {path} was made holding out {mined.get('holdout')}, not {sorted(holdout)}"
+        )
+    sha = sha256_file(data_dir / V1_FILE)
+    if mined.get("file_sha256") != sha:
+        raise SystemExit(f"--distractor-file {path} was made from another {V1_FILE} (sha256 differs)")
+    by_key = {paragraph_key(t): t for t in train_paras}
+    unknown = {k for row in picks.values() for k in row} - by_key.keys()
+    if unknown:  # a held-out or unknown paragraph would leak
+        raise SystemExit(f"--distractor-file {path} names {len(unknown)} non-training paragraphs")
+    return {qid: [by_key[k] for k in row] for qid, row in picks.items()}
 
 
 def bm25_distractors(
@@ -627,6 +674,13 @@ def export(model: torch.nn.Module, out: Path, bert_cfg: dict[str, Any], meta: di
 
 def _distractor_lines(c: dict[str, Any]) -> list[str]:
     n, per = c["distractors"], c.get("distractors_per_question", 1)
+    if c.get("distractors_from_file"):
+        return [
+            f"- Distractors: {n}, up to {per} per answerable question, labelled no-answer; for",
+            f"  {c['distractors_from_file']} questions, the app's hybrid retriever's top training paragraphs",
+            "  of the v1.1 file other than the gold one, skipping any that holds one of its answers as",
+            "  whole words (`training.distractors`); for the rest, BM25's as below.",
+        ]
     if per == 1:
         return [
             f"- Distractors: {n}, one per answerable question: the top BM25 (bm25s, English",
@@ -860,7 +914,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--distractors",
         type=int,
         default=1,
-        help="no-answer distractor paragraphs per answerable question (top BM25, 1-4)",
+        help="no-answer distractor paragraphs per answerable question (top BM25 or --distractor-file, 1-4)",
+    )
+    p.add_argument(
+        "--distractor-file",
+        type=Path,
+        default=None,
+        help="take each question's distractors from this training.distractors file (the app's retriever)",
     )
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     p.add_argument("--eval-limit", type=int, default=None, help="cap on held-out questions (0: none)")
@@ -943,7 +1003,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tokenizer = load_tokenizer()
     examples, counts, heldout_q, heldout_paras = build_data(
-        Path(args.data_dir), holdout, args.seed, args.limit, args.distractors
+        Path(args.data_dir), holdout, args.seed, args.limit, args.distractors, args.distractor_file
     )
     if args.eval_limit is not None:
         heldout_q = heldout_q[: args.eval_limit]
@@ -1011,6 +1071,11 @@ def main(argv: list[str] | None = None) -> int:
         "limit": args.limit,
         **({"distractors_per_question": args.distractors} if args.distractors != 1 else {}),
         **({"shared_norm": args.shared_norm} if args.shared_norm else {}),
+        **(
+            {"distractor_file": f"{args.distractor_file} (sha256 {sha256_file(args.distractor_file)})"}
+            if args.distractor_file
+            else {}
+        ),
         "max_steps": args.max_steps,
         "threads": args.threads,
         "total_steps": total_steps,
