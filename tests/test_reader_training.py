@@ -327,6 +327,10 @@ def test_retriever_distractors_skip_the_gold_repeats_and_paragraphs_holding_an_a
     assert pick(hits, "a/p001.txt", ["2", "Second", " "]) == [hits[1][1], hits[5][1], hits[6][1]]
     assert pick(hits, "a/p001.txt", ["2"], keep=1) == [hits[1][1]]
     assert pick(hits[:1], "a/p001.txt", ["2"]) == []
+    # an answer's end that is no word character needs no word boundary there
+    texts = [("x", "Sent to the U.S. army."), ("y", "It cost US$5 then."), ("z", "Not in the USA.")]
+    assert pick(texts, "-", ["U.S."]) == ["It cost US$5 then.", "Not in the USA."]
+    assert pick(texts, "-", ["$5"]) == ["Sent to the U.S. army.", "Not in the USA."]
 
 
 def test_a_distractor_file_supplies_the_picks_and_a_file_for_other_data_is_refused(tmp_path: Path) -> None:
@@ -354,12 +358,16 @@ def test_a_distractor_file_supplies_the_picks_and_a_file_for_other_data_is_refus
     assert dis["q0_1#distractor"] == plants and dis["q1_1#distractor"] == eiffel  # not in the file: BM25's
     assert nile not in dis.values()  # the held-out article is never a distractor
     assert counts["distractors_from_file"] == 2 and counts["distractors"] == 3
+    from training.reader import _distractor_lines
+
+    assert "2 questions, the app's hybrid retriever" in " ".join(_distractor_lines(counts))
     for bad, why in (
         ({**good, "holdout": ["Article_1"]}, "holding out"),
         ({**good, "file_sha256": "0" * 64}, "another squad-v1.1-dev-a.json"),
         ({**good, "picks": {"q0_0": [paragraph_key(nile)]}}, "non-training"),
         ({"holdout": hold}, "not a training.distractors file"),
         ({**good, "picks": {"q0_0": "abc"}}, "not lists of paragraph keys"),
+        ({**good, "holdout": None}, "not a list of titles"),
         ([1, 2], "not a training.distractors file"),
     ):
         with pytest.raises(SystemExit, match=why):
@@ -378,6 +386,7 @@ def test_distractors_are_mined_with_the_apps_retriever(tmp_path: Path) -> None:
     mined = json.loads(out.read_text())
     assert main(["--out", str(tmp_path / "x.json"), "--data-dir", str(tmp_path / "none")]) == 2
     assert not (tmp_path / "x.json").exists()
+    assert main([*argv, "--index-dir", str(tmp_path / "index"), "--out", str(tmp_path)]) == 2  # a folder
     eiffel, plants, nile = (ctx for ctx, _ in _PARAS)
     assert mined["holdout"] == ["Article_2"] and mined["questions"] == 4
     # two training paragraphs: each question's only other one, unless it holds the answer

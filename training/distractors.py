@@ -31,7 +31,7 @@ from qa import evaluate as ev
 from qa.embedding import make_embedder
 from qa.errors import QAError
 from qa.store import write_atomic
-from training.reader import DATA_DIR, HOLDOUT, V1_FILE, paragraph_key
+from training.reader import DATA_DIR, HOLDOUT, V1_FILE, load_squad, paragraph_key
 
 #: Retrieval depth searched for each question's picks.
 DEPTH = 12
@@ -39,11 +39,21 @@ DEPTH = 12
 KEEP = 4
 
 
+def answer_pattern(answer: str) -> re.Pattern[str]:
+    """Where ``answer`` stands in a lower-cased text as whole words: "2" is in "won 2 titles", not
+    in "2015"; an end that is not a word character ("U.S.", "$5") needs no boundary there."""
+    a = answer.strip().lower()
+    head = r"(?<!\w)" if re.match(r"\w", a) else ""
+    tail = r"(?!\w)" if re.search(r"\w$", a) else ""
+    return re.compile(head + re.escape(a) + tail)
+
+
 def pick(hits: list[tuple[str, str]], gold_doc: str, answers: list[str], keep: int = KEEP) -> list[str]:
     """From ranked ``(doc_id, paragraph text)`` hits, the first ``keep`` distinct paragraphs that
-    are not ``gold_doc`` and hold none of ``answers`` as whole words (case-insensitive: "2" is
-    in "won 2 titles", not in "2015")."""
-    bad = [re.compile(rf"(?<!\w){re.escape(a.strip().lower())}(?!\w)") for a in answers if a.strip()]
+    are not ``gold_doc`` and hold none of ``answers`` (``answer_pattern``, case-insensitive).
+    (``training.reader.bm25_distractors`` keeps its plain substring test, so that the recorded
+    BM25 runs still rebuild the same data.)"""
+    bad = [answer_pattern(a) for a in answers if a.strip()]
     seen: set[str] = set()
     out: list[str] = []
     for doc_id, text in hits:
@@ -59,10 +69,13 @@ def pick(hits: list[tuple[str, str]], gold_doc: str, answers: list[str], keep: i
 
 
 def mine(data_dir: Path, holdout: list[str], index_dir: Path, limit: int | None = None) -> dict[str, Any]:
+    """The file's contents: each answerable question of the training articles (the first
+    ``limit``) with its picks, asked through the app's retrieval over their paragraphs alone.
+    A question with no pick is listed with none (the trainer then gives it no distractor)."""
     path = data_dir / V1_FILE
-    whole = ev.load_squad(path)
+    whole = ev.load_squad(path)  # checks the file; its raw titles are what --holdout names
     hold = set(holdout)
-    titles = sorted({q.article for q in whole.questions} - hold)
+    titles = sorted({str(a.get("title", "")) for a in load_squad(path)} - hold)
     data = ev.load_squad(path, titles)
     text_of = {d.doc_id: d.text for d in data.documents}
     questions = [q for q in data.questions if q.answers][:limit]
@@ -94,6 +107,7 @@ def mine(data_dir: Path, holdout: list[str], index_dir: Path, limit: int | None 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line: mine, write the file atomically; errors as one line, exit status 2."""
     p = argparse.ArgumentParser(prog="python -m training.distractors", description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, help="the JSON file to write")
     p.add_argument("--data-dir", default=str(DATA_DIR))
@@ -101,13 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--index-dir", default="artifacts/distractor-index", help="where the index is built")
     p.add_argument("--limit", type=int, default=None, help="only the first N questions (a smoke run)")
     args = p.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        p.error("--limit must be 1 or more")
     holdout = [t.strip() for t in args.holdout.split(",") if t.strip()]
     try:
         result = mine(Path(args.data_dir), holdout, Path(args.index_dir), args.limit)
-    except QAError as exc:
+        write_atomic(Path(args.out), (json.dumps(result, indent=1) + "\n").encode())
+    except (QAError, OSError) as exc:
         print(f"training.distractors: error: {exc}", file=sys.stderr)
         return 2
-    write_atomic(Path(args.out), (json.dumps(result, indent=1) + "\n").encode())
     per = result["picks_per_question"]
     print(f"wrote {args.out}: {result['questions']} questions, picks per question {per}")
     return 0

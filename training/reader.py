@@ -69,7 +69,7 @@ BATCH_KEYS = (
     "limit",
     "distractors_per_question",
     "shared_norm",
-    "distractor_file",
+    "distractor_file_sha256",
 )
 BERT_KEYS = (
     "vocab_size",
@@ -159,7 +159,8 @@ def build_data(
     BM25 training paragraphs other than its own; beyond the first, a paragraph that holds one
     of the question's answers word for word is skipped (its no-answer label would be wrong).
     With ``distractor_file`` (``training.distractors``), a question it names takes its first
-    picks from there instead (the product's retriever); any other question keeps BM25's."""
+    picks from there instead (the product's retriever; none if it lists none); any other
+    question keeps BM25's."""
     v1 = load_squad(data_dir / V1_FILE)
     v2 = load_squad(data_dir / V2_FILE)
     hold = set(holdout)
@@ -279,9 +280,12 @@ def read_distractor_file(
         picks = mined["picks"]
         if not all(isinstance(row, list) and all(isinstance(k, str) for k in row) for row in picks.values()):
             raise ValueError("its picks are not lists of paragraph keys")
+        made_for = mined.get("holdout")
+        if not isinstance(made_for, list) or not all(isinstance(t, str) for t in made_for):
+            raise ValueError("its holdout is not a list of titles")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SystemExit(f"--distractor-file {path}: not a training.distractors file ({exc})") from None
-    if sorted(mined.get("holdout", [])) != sorted(holdout):
+    if sorted(made_for) != sorted(holdout):
         raise SystemExit(
             f"--distractor-file {path} was made holding out {mined.get('holdout')}, not {sorted(holdout)}"
         )
@@ -1005,6 +1009,7 @@ def main(argv: list[str] | None = None) -> int:
     examples, counts, heldout_q, heldout_paras = build_data(
         Path(args.data_dir), holdout, args.seed, args.limit, args.distractors, args.distractor_file
     )
+    distractor_sha = sha256_file(args.distractor_file) if args.distractor_file else None
     if args.eval_limit is not None:
         heldout_q = heldout_q[: args.eval_limit]
     feats = make_features(tokenizer, examples, args.max_length, args.stride)
@@ -1072,7 +1077,7 @@ def main(argv: list[str] | None = None) -> int:
         **({"distractors_per_question": args.distractors} if args.distractors != 1 else {}),
         **({"shared_norm": args.shared_norm} if args.shared_norm else {}),
         **(
-            {"distractor_file": f"{args.distractor_file} (sha256 {sha256_file(args.distractor_file)})"}
+            {"distractor_file": str(args.distractor_file), "distractor_file_sha256": distractor_sha}
             if args.distractor_file
             else {}
         ),
