@@ -7,10 +7,12 @@ reader as ``calibration.json``:
 - ``selection``: a score per read passage (its best span's score, the passage's no-answer
   score, cosine, fused retrieval score, rank, and the share of the question's words in the
   span's sentence); the highest-scoring passage's span is the answer.
-- ``weights``/``bias``: a logistic confidence over the chosen span's features (those, plus
-  span minus no-answer score, the best passage's cosine, whether BM25 also found it); the
-  bias is shifted so that the chosen threshold maps to 0.5, so ``Settings.min_confidence =
-  0.5`` means "the calibrated threshold" for any reader.
+- ``weights``/``bias``: a logistic confidence that the chosen span is right, over its
+  features (those, plus span minus no-answer score, the best passage's cosine, whether BM25
+  also found it), fitted with each answerable question right in proportion to its span's
+  token F1 and every unanswerable one wrong; the bias is shifted so that the chosen threshold
+  maps to 0.5, so ``Settings.min_confidence = 0.5`` means "the calibrated threshold" for any
+  reader.
 """
 
 from __future__ import annotations

@@ -27,8 +27,9 @@ def rows(n: int, seed: int) -> list[dict]:  # type: ignore[type-arg]
             "margin": rng.gauss(4.0 if good else 0.0, 1.5),
             "cosine": rng.gauss(0.6 if good else 0.4, 0.1),
         }
-        out.append({"article": f"A{i % 4}", "kind": kind, "label": int(good), "features": feats})
-    out.append({"article": "A0", "kind": "answerable", "label": 1, "features": {}})  # cited nothing
+        row = {"article": f"A{i % 4}", "kind": kind, "label": int(good), "features": feats}
+        out.append({**row, "f1": float(good)})  # every answerable question's span right
+    out.append({"article": "A0", "kind": "answerable", "label": 1, "features": {}, "f1": 0.0})  # no span
     return out
 
 
@@ -47,6 +48,29 @@ def test_threshold_answers_the_chosen_share_and_separates_the_kinds() -> None:
         for r, a in zip(data, answered, strict=True)
         if r["features"]
     )
+
+
+def test_a_confidently_wrong_span_counts_against_the_confidence() -> None:
+    """Answerable questions whose chosen span is wrong (F1 0) have a low span score, which
+    answerability alone does not predict: fitted on whether the answer is right, its weight is
+    positive and those wrong answers are declined far more often than right ones."""
+    rng = random.Random(3)
+    data = rows(900, 4)
+    for r in data:
+        r["features"] and r["features"].update(span_score=rng.gauss(0.0, 1.0))
+        if r["label"] == 1 and r["features"] and rng.random() < 0.4:  # a wrong span: low span score
+            r["f1"] = 0.0
+            r["features"]["span_score"] = rng.gauss(-2.0, 1.0)
+    w, b = calibrate.fit_with_threshold(data, 0.9)
+    assert w["span_score"] > 0.5
+
+    def declined(f1: float) -> float:
+        got = [calibrate.logit(w, b, r["features"]) < 0 for r in data if r["label"] == 1 and r["f1"] == f1]
+        return sum(got) / len(got)
+
+    assert declined(0.0) > 2 * declined(1.0)
+    with pytest.raises(ValueError, match="right and wrong"):
+        calibrate.fit([r for r in data if r["label"] == 0])
 
 
 def test_a_question_that_cites_nothing_is_declined() -> None:
@@ -279,3 +303,4 @@ def test_cross_fit_scores_each_article_once_from_the_other_half() -> None:
     got = calibrate.summary(scored)
     assert 0.8 <= got["answered_answerable"] <= 0.97 and got["declined_unindexed"] > 0.6
     assert got["selection"] == {"f1": 1.0, "gold_passage": 1.0}
+    assert got["f1"] == got["answered_answerable"]  # every chosen span right: F1 shown = share answered

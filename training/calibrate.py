@@ -12,7 +12,9 @@ First the passage selection (``qa.calibration.SELECTION_FEATURES``): a condition
 over the passages read for each answerable question, whose target puts each passage's weight
 in proportion to the token F1 of its best span, so the passage whose span answers best wins.
 Then, with that selection applied, a logistic regression over the chosen span's features
-(``qa.calibration.FEATURES``) separates the questions the index answers from the rest. The
+(``qa.calibration.FEATURES``) estimates whether the answer shown is right: an answerable
+question counts as right in proportion to its chosen span's token F1 and as wrong for the
+rest, and a question the index cannot answer as wrong (``fit``). The
 shipped weights are fitted on all held-out articles, and the threshold that answers
 ``--answer-rate`` of the answerable questions is folded into the bias, so the app's
 ``min_confidence = 0.5`` is that threshold. The rates printed as ``crossfit`` are honest
@@ -148,12 +150,27 @@ def selection_quality(chosen: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def fit(rows: list[dict[str, Any]]) -> tuple[dict[str, float], float]:
+    """A logistic regression of whether the shown answer is right: an answerable question's row
+    is a right answer with weight its chosen span's token F1 (``f1``) and a wrong one with the
+    rest; an unanswerable or unindexed question's row is a wrong answer. So a confidently wrong
+    span counts against the features that gave it, as a quote from a silent source does."""
     from sklearn.linear_model import LogisticRegression
 
-    usable = [r for r in rows if r["features"]]
-    x = np.array([[r["features"].get(f, 0.0) for f in FEATURES] for r in usable])
-    y = np.array([r["label"] for r in usable])
-    model = LogisticRegression(C=1.0, max_iter=5000).fit(x, y)
+    x, y, weight = [], [], []
+    for r in rows:
+        if not r["features"]:
+            continue
+        right = float(r["f1"]) if r["label"] == 1 else 0.0
+        for target, w in ((1, right), (0, 1.0 - right)):
+            if w > 0:
+                x.append([r["features"].get(f, 0.0) for f in FEATURES])
+                y.append(target)
+                weight.append(w)
+    if len(set(y)) < 2:
+        raise ValueError("the confidence needs both right and wrong answers to fit on")
+    model = LogisticRegression(C=1.0, max_iter=5000).fit(
+        np.array(x), np.array(y), sample_weight=np.array(weight)
+    )
     return dict(zip(FEATURES, map(float, model.coef_[0]), strict=True)), float(model.intercept_[0])
 
 
@@ -219,10 +236,18 @@ def article_splits(articles: list[str], cap: int = 20) -> list[list[set[str]]]:
     return [[first, set(arts) - first] for first in firsts if first and len(first) < len(arts)]
 
 
+def answered_f1(rows: list[dict[str, Any]], answered: list[bool]) -> float:
+    """Over answerable questions, the chosen span's F1 where it is answered and 0 where declined
+    (``qa eval``'s ``f1``)."""
+    got = [r["f1"] * a for r, a in zip(rows, answered, strict=True) if r["label"] == 1]
+    return round(sum(got) / len(got), 4) if got else float("nan")
+
+
 def summary(scored: list[tuple[dict[str, Any], bool]]) -> dict[str, Any]:
-    """The abstention rates and the selection quality of cross-fitted rows."""
-    rows = [r for r, _ in scored]
-    return {**rates(rows, [a for _, a in scored]), "selection": selection_quality(rows)}
+    """The abstention rates, the F1 of the answers shown and the selection quality of
+    cross-fitted rows."""
+    rows, answered = [r for r, _ in scored], [a for _, a in scored]
+    return {**rates(rows, answered), "f1": answered_f1(rows, answered), "selection": selection_quality(rows)}
 
 
 def spread(summaries: list[dict[str, Any]], how: Any) -> dict[str, Any]:
@@ -370,7 +395,11 @@ def run() -> None:
                 if every  # one held-out article cannot be split
             },
         },
-        "in_sample": {**rates(chosen, shipped), "selection": selection_quality(chosen)},
+        "in_sample": {
+            **rates(chosen, shipped),
+            "f1": answered_f1(chosen, shipped),
+            "selection": selection_quality(chosen),
+        },
         "default_selection": selection_quality(choose(rows, DEFAULT_SELECTION)),
         "seconds": round(time.time() - t0, 1),
     }
