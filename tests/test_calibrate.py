@@ -57,7 +57,8 @@ def test_a_confidently_wrong_span_counts_against_the_confidence() -> None:
     rng = random.Random(3)
     data = rows(900, 4)
     for r in data:
-        r["features"] and r["features"].update(span_score=rng.gauss(0.0, 1.0))
+        if r["features"]:
+            r["features"]["span_score"] = rng.gauss(0.0, 1.0)
         if r["label"] == 1 and r["features"] and rng.random() < 0.4:  # a wrong span: low span score
             r["f1"] = 0.0
             r["features"]["span_score"] = rng.gauss(-2.0, 1.0)

@@ -160,7 +160,7 @@ def fit(rows: list[dict[str, Any]]) -> tuple[dict[str, float], float]:
     for r in rows:
         if not r["features"]:
             continue
-        right = float(r["f1"]) if r["label"] == 1 else 0.0
+        right = min(max(float(r["f1"]), 0.0), 1.0) if r["label"] == 1 else 0.0
         for target, w in ((1, right), (0, 1.0 - right)):
             if w > 0:
                 x.append([r["features"].get(f, 0.0) for f in FEATURES])
