@@ -1,4 +1,4 @@
-"""The calibration fit (training/calibrate.py) on synthetic rows: no model, no data files."""
+"""The calibration fit (training/calibrate.py) on synthetic rows, and its readings from the real reader."""
 
 from __future__ import annotations
 
@@ -305,3 +305,34 @@ def test_cross_fit_scores_each_article_once_from_the_other_half() -> None:
     assert 0.8 <= got["answered_answerable"] <= 0.97 and got["declined_unindexed"] > 0.6
     assert got["selection"] == {"f1": 1.0, "gold_passage": 1.0}
     assert got["f1"] == got["answered_answerable"]  # every chosen span right: F1 shown = share answered
+
+
+@pytest.mark.model
+def test_collected_readings_carry_what_a_new_feature_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``collect`` runs the real pipeline and reader: one row per question, labelled by kind,
+    with the question and each candidate's span as text and as an offset into its passage."""
+    from qa import evaluate as ev
+    from qa.config import Settings
+    from tests.test_eval import squad, write
+
+    monkeypatch.setattr(ev, "DEFAULT_INDEX_ROOT", tmp_path / "index")
+    path = write(tmp_path / "tiny-v2.json", squad())
+    got = calibrate.collect(path, ["Solar_Power", "Tea"], 0.0, None, Settings(model="hash-64"))
+    data = ev.load_squad(path)
+    asked = {q.text: q for q in data.questions if q.doc_id.split("/")[0] in ("Solar_Power", "Tea")}
+    assert sorted(r["question"] for r in got) == sorted(asked)
+    text_of = {d.doc_id: d.text for d in data.documents}  # each tiny paragraph is one chunk
+    for row in got:
+        q = asked[row["question"]]
+        assert row["kind"] == ("unanswerable" if q.impossible else "answerable")
+        assert row["label"] == int(not q.impossible) and row["article"] == q.doc_id.split("/")[0]
+        for c in row["candidates"]:
+            assert c["passage"][c["start"] : c["start"] + len(c["text"])] == c["text"] != ""
+            assert c["gold"] == (c["passage"] == text_of[q.doc_id])
+            assert set(SELECTION_FEATURES) <= set(c["features"])
+    # A short paragraph that states the answer: the reader's span there is the answer.
+    tea = next(r for r in got if asked[r["question"]].qid == "t1")
+    gold = [c for c in tea["candidates"] if c["gold"]]
+    assert gold and gold[0]["text"] == "Anxi County" and gold[0]["f1"] == 1.0

@@ -60,9 +60,10 @@ def collect(
     path: Path, articles: list[str], unindexed: float, limit: int | None, settings: Settings
 ) -> list[dict[str, Any]]:
     """Ask the questions of ``articles`` in ``path`` as ``qa eval`` would, over the whole file;
-    one row per question: article, kind, label (1: answerable from the index), the best
-    passage's cosine, and the candidates the reader chose among (features, span F1, whether
-    the passage is the gold document)."""
+    one row per question: article, kind, the question, label (1: answerable from the index),
+    the best passage's cosine, and the candidates the reader chose among (features, span F1,
+    whether the passage is the gold document, the span's text, and the passage with the span's
+    offset in it, so that a new feature can be tried on saved readings without reading again)."""
     settings = settings.replace(reader="model")
     data = ev.load_squad(path)
     left_out = ev.choose_unindexed([d.doc_id for d in data.documents], unindexed, 0)
@@ -79,6 +80,9 @@ def collect(
                 "features": c.features,
                 "f1": f1_score(c.text, q.answers) if q.answers else 0.0,
                 "gold": c.hit.chunk.doc_id == q.doc_id,
+                "text": c.text,
+                "passage": c.hit.chunk.text,
+                "start": c.start,
             }
             for c in reading.candidates
         ]
@@ -86,6 +90,7 @@ def collect(
             {
                 "article": q.doc_id.split("/")[0],
                 "kind": kind,
+                "question": q.text,
                 "label": int(kind == "answerable"),
                 "top_cosine": reading.features.get("top_cosine", 0.0),
                 "candidates": candidates,
