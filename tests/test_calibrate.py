@@ -7,6 +7,7 @@ import logging
 import math
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -319,20 +320,30 @@ def test_collected_readings_carry_what_a_new_feature_needs(
 
     monkeypatch.setattr(ev, "DEFAULT_INDEX_ROOT", tmp_path / "index")
     path = write(tmp_path / "tiny-v2.json", squad())
-    got = calibrate.collect(path, ["Solar_Power", "Tea"], 0.0, None, Settings(model="hash-64"))
+    articles = ["Solar_Power", "Tea", "Harbour_Ledger"]
+    got = calibrate.collect(path, articles, 0.0, None, Settings(model="hash-64"))
     data = ev.load_squad(path)
-    asked = {q.text: q for q in data.questions if q.doc_id.split("/")[0] in ("Solar_Power", "Tea")}
-    assert sorted(r["question"] for r in got) == sorted(asked)
-    text_of = {d.doc_id: d.text for d in data.documents}  # each tiny paragraph is one chunk
+    asked = {q.qid: q for q in data.questions}
+    assert sorted(r["qid"] for r in got) == sorted(asked) and {r["file"] for r in got} == {path.name}
+    text_of = {d.doc_id: d.text for d in data.documents}
     for row in got:
-        q = asked[row["question"]]
+        q = asked[row["qid"]]
+        assert row["question"] == q.text and row["article"] == q.doc_id.split("/")[0]
         assert row["kind"] == ("unanswerable" if q.impossible else "answerable")
-        assert row["label"] == int(not q.impossible) and row["article"] == q.doc_id.split("/")[0]
+        assert row["label"] == int(not q.impossible)
         for c in row["candidates"]:
+            # the offset is into the passage read (a chunk), not into its document
             assert c["passage"][c["start"] : c["start"] + len(c["text"])] == c["text"] != ""
-            assert c["gold"] == (c["passage"] == text_of[q.doc_id])
+            if c["gold"]:
+                assert c["passage"] in text_of[q.doc_id]
             assert set(SELECTION_FEATURES) <= set(c["features"])
+
+    def gold(qid: str) -> dict[str, Any]:
+        return next(c for r in got if r["qid"] == qid for c in r["candidates"] if c["gold"])
+
     # A short paragraph that states the answer: the reader's span there is the answer.
-    tea = next(r for r in got if asked[r["question"]].qid == "t1")
-    gold = [c for c in tea["candidates"] if c["gold"]]
-    assert gold and gold[0]["text"] == "Anxi County" and gold[0]["f1"] == 1.0
+    assert gold("t1")["text"] == "Anxi County" and gold("t1")["f1"] == 1.0
+    # The long paragraph is several chunks; its answer is in the last, far into the document.
+    ledger, document = gold("h1"), text_of["Harbour_Ledger/p001.txt"]
+    assert "vermilion" in ledger["text"] and len(ledger["passage"]) < len(document)
+    assert ledger["start"] < document.index(ledger["text"])

@@ -60,10 +60,12 @@ def collect(
     path: Path, articles: list[str], unindexed: float, limit: int | None, settings: Settings
 ) -> list[dict[str, Any]]:
     """Ask the questions of ``articles`` in ``path`` as ``qa eval`` would, over the whole file;
-    one row per question: article, kind, the question, label (1: answerable from the index),
-    the best passage's cosine, and the candidates the reader chose among (features, span F1,
-    whether the passage is the gold document, the span's text, and the passage with the span's
-    offset in it, so that a new feature can be tried on saved readings without reading again)."""
+    one row per question: the file's name, the question's id (the two identify the row),
+    article, kind, the question, label (1: answerable from the index), the best passage's
+    cosine, and the candidates the reader chose among (features, span F1, whether the passage
+    is the gold document, the span's text, the passage's text and the span's character offset
+    in it), so that a new feature can be tried on saved readings without reading again.
+    Readings saved before these fields were added lack the file, id, question and texts."""
     settings = settings.replace(reader="model")
     data = ev.load_squad(path)
     left_out = ev.choose_unindexed([d.doc_id for d in data.documents], unindexed, 0)
@@ -88,6 +90,8 @@ def collect(
         ]
         rows.append(
             {
+                "file": path.name,
+                "qid": q.qid,
                 "article": q.doc_id.split("/")[0],
                 "kind": kind,
                 "question": q.text,
@@ -271,7 +275,7 @@ def spread(summaries: list[dict[str, Any]], how: Any) -> dict[str, Any]:
 
 #: The settings that the readings depend on besides the reader weights and BM25's parameters.
 ROWS_SETTINGS = (
-    "model", "chunk_tokens", "chunk_overlap", "candidates", "dense_weight", "sentence_weight",
+    "model", "encoding", "chunk_tokens", "chunk_overlap", "candidates", "dense_weight", "sentence_weight",
     "overlap_weight", "read_passages", "read_gap", "max_answer_tokens",
 )  # fmt: skip
 
