@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", dest="index_dir", help="folder of the index")
     args = parser.parse_args(argv)
     try:
-        from qa.server import serve
+        from qa.serve.server import serve
 
         serve(Settings.from_env(**vars(args)))
     except QAError as exc:

@@ -1,4 +1,4 @@
-"""The measurements behind ``qa/vectors.py``'s HNSW settings: recall@10 against exact search
+"""The measurements behind ``qa/store/vectors.py``'s HNSW settings: recall@10 against exact search
 and one-thread latency for HNSW and IVF configurations on the clustered synthetic vectors.
 
     python -m bench.ann_sweep --n 100k            # ~5 min on 2 busy cores

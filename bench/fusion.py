@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 
 from bench.common import ROOT, load_line, table
-from qa import metrics
+from qa.answer.retrieval import Ranked, fuse, retrieve
 from qa.config import Settings
-from qa.embedding import make_embedder
-from qa.evaluate import DEFAULT_INDEX_ROOT, Question, index_dir_for, load_squad
+from qa.evaluation import metrics
+from qa.evaluation.evaluate import DEFAULT_INDEX_ROOT, Question, index_dir_for, load_squad
 from qa.pipeline import QA
-from qa.retrieval import Ranked, fuse, retrieve
+from qa.store.embedding import make_embedder
 
 FILES = [
     ROOT.parent / "shared" / "eval" / "squad-v1.1-dev-a.json",

@@ -146,10 +146,10 @@ def run(name: str, qa: QA, questions: list[Question], repeats: int) -> tuple[dic
 
 def _ask_reading_all(qa: QA, question: str, gap: float) -> float:
     """Seconds for ``qa.ask`` with the reader reading all its passages, whatever their scores."""
-    qa.reader.read_gap = math.inf  # type: ignore[attr-defined]
+    qa.answer.reader.read_gap = math.inf  # type: ignore[attr-defined]
     try:
         t0 = time.perf_counter()
         qa.ask(question)
         return time.perf_counter() - t0
     finally:
-        qa.reader.read_gap = gap  # type: ignore[attr-defined]
+        qa.answer.reader.read_gap = gap  # type: ignore[attr-defined]

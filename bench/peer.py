@@ -55,7 +55,7 @@ def recall_at(ranked_docs: list[list[str]], gold: list[str], n: int = 5) -> floa
 def run(
     qa: QA, texts: list[str], doc_ids: list[str], questions: list[Question], our_build: dict[str, Any]
 ) -> tuple[dict[str, Any], list[str]]:
-    from qa.embedding import resolve_model
+    from qa.store.embedding import resolve_model
 
     if not ensure_venv():
         return {"skipped": True}, []
@@ -167,7 +167,7 @@ def run(
 def _fusion_recall(qa: QA, questions: list[Question], doc_ids: list[str]) -> dict[str, float]:
     """Recall@5 of other ways to merge the same two candidate lists (``bench/fusion.py`` has
     the full comparison on both SQuAD files)."""
-    from qa.retrieval import fuse, retrieve
+    from qa.answer.retrieval import fuse, retrieve
 
     data = qa.data
     chunk_doc = [c.doc_id for c in data.chunks]

@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         md += part
 
     from qa.config import Settings
-    from qa.embedding import SentenceTransformerEmbedder
     from qa.pipeline import QA
+    from qa.store.embedding import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder()
     embedder.model  # noqa: B018 - load once, outside every timing
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         built = True
     needs_squad = {"latency", "peer", "coldstart"} & set(want)
     if needs_squad and not built:
-        from qa import index as index_mod
+        from qa.store import index as index_mod
 
         common.say("building the SQuAD index for the query benchmarks")
         index_mod.build(docs, squad_index, embedder, Settings(index_dir=squad_index))

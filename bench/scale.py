@@ -2,7 +2,7 @@
 
 Each chunk is a made-up text (Zipf-distributed pronounceable words, for BM25) with a clustered
 synthetic vector (``bench.corpus.clustered_vectors``; random unit vectors would make approximate
-search meaningless). A "replay" embedder hands out the precomputed vectors, so ``qa.index.build``
+search meaningless). A "replay" embedder hands out the precomputed vectors, so ``qa.store.index.build``
 runs for real (chunking, FAISS, BM25, JSONL, manifest and checksums) without spending hours in
 the model. A fresh subprocess then loads the index with ``QA.load`` and measures load time,
 resident memory and retrieval latency (the query's forward pass, ~the floor of section 1, is not
@@ -28,7 +28,7 @@ import numpy as np
 
 from bench.common import ROOT, dir_bytes, load_line, median, ms, percentile, rss, say, table
 from bench.corpus import clustered_vectors, synthetic_queries, synthetic_texts
-from qa.embedding import Pooled, ProgressFn, Spans
+from qa.store.embedding import Pooled, ProgressFn, Spans
 from qa.types import Document
 
 MODEL = "synthetic-384"
@@ -78,10 +78,11 @@ class ReplayEmbedder:
 def run(n: int, workdir: Path) -> tuple[dict[str, Any], list[str]]:
     import faiss
 
-    from qa import index as index_mod
-    from qa import store, vectors
     from qa.config import Settings
-    from qa.lexical import LexicalIndex
+    from qa.store import files as store
+    from qa.store import index as index_mod
+    from qa.store import vectors
+    from qa.store.lexical import LexicalIndex
 
     settings = Settings(index_dir=workdir / "index", model=MODEL, reader="none")
     topics = max(1, n // 64)
@@ -96,7 +97,7 @@ def run(n: int, workdir: Path) -> tuple[dict[str, Any], list[str]]:
     query_vecs = clustered_vectors(N_QUERIES, seed=10**6, topics=topics)
     gen_s = time.perf_counter() - t0
 
-    say(f"  scale {n:,}: qa.index.build ({load_line()})")
+    say(f"  scale {n:,}: qa.store.index.build ({load_line()})")
     parts: dict[str, float] = {}
     with (
         _timing(index_mod, ["chunk_document", "build_vector_index", "write_vector_index"], parts),
@@ -135,7 +136,7 @@ def run(n: int, workdir: Path) -> tuple[dict[str, Any], list[str]]:
     del exact, xb, index
 
     # BM25 build before this work (bm25s from token strings, stemming word by word), on the
-    # same texts, against the product's build timed inside qa.index.build above.
+    # same texts, against the product's build timed inside qa.store.index.build above.
     old_bm25_s = words_bm25_s = None
     if n <= OLD_BM25_UP_TO:
         say(f"  scale {n:,}: BM25 build the old way and without word pairs, for comparison ({load_line()})")
@@ -171,7 +172,7 @@ def run(n: int, workdir: Path) -> tuple[dict[str, Any], list[str]]:
             f"Scale: {chunks:,} synthetic chunks, build and disk ({load_line()})",
             ["what", "value"],
             [
-                ["full qa.index.build, s", report.seconds],
+                ["full qa.store.index.build, s", report.seconds],
                 ["  BM25 build before this work (same texts), s", old_bm25_s if old_bm25_s else "-"],
                 ["  BM25 build without word pairs (same texts), s", words_bm25_s if words_bm25_s else "-"],
                 *[[f"  of which {k}, s", v] for k, v in sorted(parts.items(), key=lambda kv: -kv[1])],
@@ -230,7 +231,7 @@ def run(n: int, workdir: Path) -> tuple[dict[str, Any], list[str]]:
 def _vector_row(
     name: str, index: Any, queries: np.ndarray, truth: np.ndarray, build_s: float | None
 ) -> list[Any]:
-    from qa import vectors
+    from qa.store import vectors
 
     found = np.stack([_pad(vectors.search(index, q, 10)[1], 10) for q in queries])
     recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth, strict=True)]))
@@ -256,7 +257,7 @@ def _old_bm25_build(texts: list[str]) -> float:
     """Seconds to build BM25 as before this work: bm25s from token strings, stemming each word."""
     import bm25s
 
-    from qa.lexical import tokenize
+    from qa.store.lexical import tokenize
 
     t0 = time.perf_counter()
     tokens = [tokenize(t) or ["\u2205"] for t in texts]
@@ -268,7 +269,7 @@ def _words_only_bm25_build(texts: list[str]) -> float:
     """Seconds to build the product's BM25 without its word-pair terms (words only)."""
     import bm25s
 
-    from qa.lexical import BM25_PARAMS, corpus_token_ids
+    from qa.store.lexical import BM25_PARAMS, corpus_token_ids
 
     t0 = time.perf_counter()
     bm25s.BM25(**BM25_PARAMS).index(corpus_token_ids(texts, 0), show_progress=False)
@@ -329,9 +330,9 @@ def worker_main(index_dir: str, queries: str, topics: str, mode: str) -> None:
         faiss.IO_FLAG_MMAP_IFC = 0
         load = bm25s.BM25.load.__func__  # type: ignore[attr-defined]
         bm25s.BM25.load = classmethod(lambda cls, *a, **k: load(cls, *a, **{**k, "mmap": False}))  # type: ignore[method-assign]
+    from qa.answer.retrieval import fuse, retrieve
     from qa.config import Settings
     from qa.pipeline import QA
-    from qa.retrieval import fuse, retrieve
 
     data = np.load(queries)
     texts = [str(t) for t in data["texts"]]

@@ -29,10 +29,10 @@ import numpy as np
 
 from bench.common import load_line, table
 from bench.fusion import FILES, squad_index
-from qa import metrics
+from qa.answer.retrieval import fuse, retrieve
 from qa.config import Settings
-from qa.evaluate import heldout_articles
-from qa.retrieval import fuse, retrieve
+from qa.evaluation import metrics
+from qa.evaluation.evaluate import heldout_articles
 
 #: (sentence, dense, overlap weight): the chunk's cosine alone, weighed 0.65 (the default before
 #: sentence vectors); the best sentence's cosine weighed 0.7 (the default before the overlap);

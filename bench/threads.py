@@ -1,8 +1,8 @@
-"""The thread-settings profile behind ``qa.embedding`` and ``qa.vectors``, before and after.
+"""The thread-settings profile behind ``qa.store.embedding`` and ``qa.store.vectors``, before and after.
 
 OpenMP reads its wait policy once, when the runtime loads, so each policy runs in its own
 process: one with libgomp's default (idle threads spin before sleeping), one with
-``OMP_WAIT_POLICY=PASSIVE`` (what ``qa.embedding`` sets). Inside each, the variants are
+``OMP_WAIT_POLICY=PASSIVE`` (what ``qa.store.embedding`` sets). Inside each, the variants are
 interleaved question by question.
 
 Child mode (used internally): ``python -m bench.threads child POLICY N_QUESTIONS``.
@@ -59,7 +59,7 @@ def run(n_questions: int) -> tuple[dict[str, Any], list[str]]:
 
 
 def child(policy: str, n: int) -> None:
-    # Load torch and FAISS before qa.embedding can set OMP_WAIT_POLICY, so the parent's
+    # Load torch and FAISS before qa.store.embedding can set OMP_WAIT_POLICY, so the parent's
     # environment alone decides the policy of this process.
     import faiss
     import numpy as np
@@ -67,7 +67,7 @@ def child(policy: str, n: int) -> None:
 
     from bench.common import sentence_transformer
     from bench.corpus import chunk_texts, sample, squad
-    from qa.embedding import SentenceTransformerEmbedder
+    from qa.store.embedding import SentenceTransformerEmbedder
 
     docs, questions = squad()
     qs = [q.text for q in sample(questions, n, seed=3)]

@@ -149,7 +149,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from qa.pipeline import QA
-    from qa.render import render_text
+    from qa.serve.render import render_text
 
     qa = QA.load(settings=_settings(args))
     answer = qa.ask(args.question, history=args.history or None)
@@ -180,10 +180,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from qa import index
+    from qa.store import index
 
     settings = _settings(args)
-    from qa import store
+    from qa.store import files as store
 
     gen = store.current_generation(Path(settings.index_dir))
     manifest = index.read_manifest(gen)
@@ -193,14 +193,14 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from qa.server import serve
+    from qa.serve.server import serve
 
     serve(_settings(args))
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from qa.evaluate import run_cli
+    from qa.evaluation.evaluate import run_cli
 
     return int(run_cli(args, _settings(args)) or 0)
 

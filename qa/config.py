@@ -49,7 +49,7 @@ class Settings:
     read_passages: int = 4  # at most this many passages read per question (training/calibrate.py)
     # ...and only those whose fused retrieval score is within this of the best one's: a passage
     # that far behind was rarely the one quoted (15 of 3,346 SQuAD questions), so reading it
-    # mostly cost time (qa/reader.py). 2 reads all of them.
+    # mostly cost time (qa/answer/reader.py). 2 reads all of them.
     read_gap: float = 0.2
     max_answer_tokens: int = 30
     min_confidence: float = 0.5  # below this, found = False (readers are calibrated to 0.5)

@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from qa import index as index_mod
-from qa import sources
+from qa.answer.reader import Reader, Reading, make_reader
+from qa.answer.retrieval import fuse, retrieve
 from qa.config import Settings
-from qa.embedding import Embedder, make_embedder
 from qa.errors import InputError, SourceError
-from qa.index import BuildReport, IndexData
-from qa.reader import Reader, Reading, make_reader
-from qa.retrieval import fuse, retrieve
+from qa.ingest import sources
+from qa.store import index as index_mod
+from qa.store.embedding import Embedder, make_embedder
+from qa.store.index import BuildReport, IndexData
 from qa.types import Answer, Document, Hit
 
 NOT_FOUND = "I could not find an answer to that in the sources."

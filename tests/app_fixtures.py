@@ -21,7 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import uvicorn
 
 from qa import QA, Settings
-from qa.server import bind, create_app
+from qa.serve.server import bind, create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "seeds"

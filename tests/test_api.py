@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from qa.errors import IndexMissingError, QAError
-from qa.server import RateLimiter, create_app
+from qa.serve.server import RateLimiter, create_app
 from qa.types import Answer
 from tests.app_fixtures import NOT_FOUND_QUESTION, SEED_QA, LiveServer, build_engine, live
 
@@ -365,7 +365,7 @@ def _start_app(tmp: Path, port: int, **env: str) -> Any:
 def test_app_py_builds_serves_and_prints_the_url(tmp_path: Path) -> None:
     import signal
 
-    from qa.server import bind
+    from qa.serve.server import bind
 
     sock = bind("127.0.0.1", 0)
     port = sock.getsockname()[1]
@@ -559,7 +559,7 @@ def test_reload_rebuilds_and_reports_what_changed(own_engine: Any) -> None:
 
 
 def test_reload_while_a_build_runs_is_409(own_engine: Any) -> None:
-    from qa import store
+    from qa.store import files as store
 
     with live(own_engine) as s, store.build_lock(Path(own_engine.settings.index_dir)):
         r = httpx.post(f"{s.url}/api/reload", timeout=60)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from qa.calibration import DEFAULT_SELECTION, SELECTION_FEATURES, Calibration
+from qa.answer.calibration import DEFAULT_SELECTION, SELECTION_FEATURES, Calibration
 from qa.errors import ModelError
 from training import calibrate
 
@@ -107,7 +107,7 @@ def test_calibration_file_checks(tmp_path: Path, caplog: pytest.LogCaptureFixtur
 
 
 def test_shipped_reader_names_its_held_out_articles() -> None:
-    from qa.evaluate import heldout_articles
+    from qa.evaluation.evaluate import heldout_articles
 
     titles = heldout_articles()
     assert len(titles) >= 3 and all(isinstance(t, str) and t for t in titles)
@@ -314,8 +314,8 @@ def test_collected_readings_carry_what_a_new_feature_needs(
 ) -> None:
     """``collect`` runs the real pipeline and reader: one row per question, labelled by kind,
     with the question and each candidate's span as text and as an offset into its passage."""
-    from qa import evaluate as ev
     from qa.config import Settings
+    from qa.evaluation import evaluate as ev
     from tests.test_eval import squad, write
 
     monkeypatch.setattr(ev, "DEFAULT_INDEX_ROOT", tmp_path / "index")

@@ -5,10 +5,10 @@ import itertools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qa.chunking import chunk_document
-from qa.sentences import sentence_spans
-from qa.sources import make_document
-from qa.tokens import count_tokens, token_offsets
+from qa.ingest.chunking import chunk_document
+from qa.ingest.sentences import sentence_spans
+from qa.ingest.sources import make_document
+from qa.ingest.tokens import count_tokens, token_offsets
 
 ARTICLE = (
     "President Joe Biden has authorized the use of U.S.-supplied long-range missiles. "

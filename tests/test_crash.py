@@ -69,7 +69,7 @@ def test_kill_during_build_never_breaks_the_index(tmp_path: Path) -> None:
 
 
 def test_two_builds_at_once_are_refused_with_a_clear_message(tmp_path: Path) -> None:
-    from qa import store
+    from qa.store import files as store
 
     seeds, index = tmp_path / "seeds", tmp_path / "index"
     _write_corpus(seeds, 3, 0)

@@ -54,7 +54,7 @@ def test_hard_negative_is_another_paragraph_without_the_answer(tmp_path: Path) -
 def test_tiny_training_run_writes_a_model_the_app_loads(tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
-    from qa.embedding import MeanPoolingModel, SentenceTransformerEmbedder
+    from qa.store.embedding import MeanPoolingModel, SentenceTransformerEmbedder
     from training.embedder import main
 
     data = _squad(tmp_path)

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from qa import evaluate as ev
 from qa.cli import main
 from qa.config import Settings
 from qa.errors import ConfigError
-from qa.index import load as load_index
+from qa.evaluation import evaluate as ev
+from qa.store.index import load as load_index
 
 REPO = Path(__file__).resolve().parents[1]
 SQUAD_V11 = REPO.parent / "shared" / "eval" / "squad-v1.1-dev-a.json"

@@ -1,6 +1,6 @@
 """Nothing lost: SIGKILL processes appending feedback; every acknowledged entry survives.
 
-Child processes append to one feedback log through ``qa.feedback.FeedbackLog`` and print
+Child processes append to one feedback log through ``qa.serve.feedback.FeedbackLog`` and print
 each entry's id once ``record`` has returned (the acknowledgement). The test kills them
 with SIGKILL at random moments, again and again, then checks that every acknowledged
 entry is in the log, intact and once, and that no line is torn except possibly the last.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.feedback import FeedbackLog
+from qa.serve.feedback import FeedbackLog
 from tests.app_fixtures import ROOT
 
 pytestmark = pytest.mark.slow
@@ -31,7 +31,7 @@ KILLS = int(os.environ.get("QA_FEEDBACK_KILLS", "12"))
 # big enough for a kill to land inside one.
 CHILD = r"""
 import sys
-from qa.feedback import FeedbackLog
+from qa.serve.feedback import FeedbackLog
 
 log = FeedbackLog(sys.argv[1])
 name = sys.argv[2]

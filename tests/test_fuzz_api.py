@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     status_code_conformance,
 )
 
-from qa.server import create_app  # noqa: E402
+from qa.serve.server import create_app  # noqa: E402
 from tests.app_fixtures import build_engine  # noqa: E402
 
 EXAMPLES = int(os.environ.get("QA_FUZZ_EXAMPLES", "50"))

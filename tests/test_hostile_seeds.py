@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from qa import QA
-from qa.sources import read_folder
+from qa.ingest.sources import read_folder
 
 
 def test_script_and_html_in_a_text_seed_stay_plain_text(sample_seeds: Path, fake_settings) -> None:  # type: ignore[no-untyped-def]

@@ -6,15 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from qa import QA, store
-from qa import index as index_mod
-from qa.embedding import HashEmbedder
+from qa import QA
 from qa.errors import (
     BuildLockedError,
     IndexCorruptError,
     IndexMismatchError,
     IndexMissingError,
 )
+from qa.store import files as store
+from qa.store import index as index_mod
+from qa.store.embedding import HashEmbedder
 
 
 class CountingEmbedder(HashEmbedder):
@@ -142,7 +143,7 @@ def test_sentence_vectors_are_stored_per_chunk_and_checked(sample_seeds: Path, f
     (gen / "manifest.json").write_text(json.dumps(manifest))
     old = index_mod.load(fake_settings.index_dir)
     assert old.sentences is None and old.sentence_starts is None
-    from qa.retrieval import fuse, retrieve
+    from qa.answer.retrieval import fuse, retrieve
 
     qv = emb.embed(["the Nile flows north"])[0]
     hits = fuse(old, retrieve(old, qv, "the Nile flows north", 10), qv, 3)  # old index: cosine only
@@ -261,7 +262,7 @@ def test_sentence_weight_zero_builds_no_sentence_vectors(sample_seeds: Path, fak
 
 
 def test_weights_fingerprint_follows_the_weight_files(tmp_path: Path) -> None:
-    from qa.embedding import weights_fingerprint
+    from qa.store.embedding import weights_fingerprint
 
     (tmp_path / "config.json").write_text("{}")
     assert weights_fingerprint(str(tmp_path)) is None  # no weight files
@@ -399,7 +400,7 @@ def test_index_built_with_other_bm25_parameters_is_rebuilt_without_reembedding(
     sample_seeds: Path,
     fake_settings,  # type: ignore[no-untyped-def]
 ) -> None:
-    from qa.lexical import LEXICAL_PARAMS
+    from qa.store.lexical import LEXICAL_PARAMS
 
     emb = CountingEmbedder()
     first = build(sample_seeds, fake_settings, emb)
@@ -424,7 +425,7 @@ def _rows_are_pooled(data, emb) -> bool:  # type: ignore[no-untyped-def]
     """Each chunk's rows are its sentences (without the title line), pooled in order."""
     import numpy as np
 
-    from qa.sentences import sentence_spans
+    from qa.ingest.sentences import sentence_spans
 
     starts = data.sentence_starts
     for n, chunk in enumerate(data.chunks):

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from qa.server import bind
+from qa.serve.server import bind
 from tests.app_fixtures import ROOT, make_seeds, wait_for
 
 pytestmark = pytest.mark.slow  # starts app.py processes: seconds each

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from qa import QA
-from qa.watch import SeedWatcher
+from qa.serve.watch import SeedWatcher
 
 
 def test_queries_never_fail_while_documents_change(sample_seeds: Path, fake_settings) -> None:  # type: ignore[no-untyped-def]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.server import bind
+from qa.serve.server import bind
 from tests.app_fixtures import ROOT, make_seeds
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]

@@ -1,11 +1,11 @@
-"""qa.metrics: every number checked against a value worked out by hand."""
+"""qa.evaluation.metrics: every number checked against a value worked out by hand."""
 
 from __future__ import annotations
 
 import pytest
 
-from qa import metrics
-from qa.metrics import ANSWERABLE, UNANSWERABLE, UNINDEXED, Outcome
+from qa.evaluation import metrics
+from qa.evaluation.metrics import ANSWERABLE, UNANSWERABLE, UNINDEXED, Outcome
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from qa.answer.span_reader import PassageReading, Span, SpanReader, is_list_marker, tidy_span
 from qa.errors import ModelError
-from qa.span_reader import PassageReading, Span, SpanReader, is_list_marker, tidy_span
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "seeds" / "000_c905c3656ea7082f.txt"
@@ -249,7 +249,7 @@ def test_training_from_a_reader_and_averaging_readers(tmp_path: Path) -> None:
 def test_every_annotated_answer_is_a_label_and_its_mass_is_the_loss() -> None:
     import torch
 
-    from qa.span_reader import load_tokenizer
+    from qa.answer.span_reader import load_tokenizer
     from training.reader import label_masks, make_features, marginal_nll
 
     ctx = _PARAS[0][0]
@@ -402,7 +402,7 @@ def test_shared_norm_softmax_spans_a_questions_windows_and_keeps_them_in_one_bat
 
     import torch
 
-    from qa.span_reader import load_tokenizer
+    from qa.answer.span_reader import load_tokenizer
     from training.reader import (
         _example,
         batch_groups,
@@ -507,11 +507,12 @@ def test_tiny_shared_norm_run_trains_every_batch_and_records_its_loss(
     assert all(math.isfinite(e["train_loss"]) for e in log["state"]["epochs_log"])
 
 
-@pytest.mark.parametrize("n", ["0", "5", "x"])
+@pytest.mark.parametrize("n", ["-1", "5", "x"])
 def test_distractor_count_out_of_range_is_refused(n: str, capsys: pytest.CaptureFixture[str]) -> None:
     from training.reader import parse_args
 
     assert parse_args(["--out", "x", "--distractors", "3"]).distractors == 3
+    assert parse_args(["--out", "x", "--distractors", "0"]).distractors == 0  # same-article negatives only
     with pytest.raises(SystemExit) as exc:
         parse_args(["--out", "x", "--distractors", n])
     assert exc.value.code == 2 and "--distractors" in capsys.readouterr().err

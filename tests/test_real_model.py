@@ -54,7 +54,7 @@ def test_questions_the_article_does_not_cover_are_not_found(qa: QA, question: st
 
 
 def test_a_list_number_is_never_the_answer(qa: QA) -> None:
-    from qa.span_reader import is_list_marker
+    from qa.answer.span_reader import is_list_marker
 
     # the article gives no date; its numbered list of sources once made the reader quote "2"
     answer = qa.ask("When did Biden authorize the missiles?")

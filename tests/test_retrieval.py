@@ -1,4 +1,4 @@
-"""Fusion of dense and BM25 candidates (qa.retrieval.fuse) on hand-made scores."""
+"""Fusion of dense and BM25 candidates (qa.answer.retrieval.fuse) on hand-made scores."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from qa.answer.retrieval import Ranked, fuse, retrieve, sentence_overlap, sentence_words
 from qa.config import Settings
 from qa.errors import ConfigError
-from qa.index import IndexData
-from qa.lexical import LexicalIndex, tokenize
-from qa.retrieval import Ranked, fuse, retrieve, sentence_overlap, sentence_words
+from qa.store.index import IndexData
+from qa.store.lexical import LexicalIndex, tokenize
+from qa.store.vectors import build_vector_index
 from qa.types import Chunk
-from qa.vectors import build_vector_index
 
 
 def data_with(vectors: np.ndarray) -> IndexData:

@@ -20,8 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from qa import QA, Settings, store
-from qa.server import bind
+from qa import QA, Settings
+from qa.serve.server import bind
+from qa.store import files as store
 from tests.app_fixtures import ROOT, SEED_QA, make_seeds
 
 pytestmark = pytest.mark.slow  # starts app.py processes: seconds each

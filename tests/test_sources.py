@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from qa.errors import SourceError
-from qa.sources import read_folder
+from qa.ingest.sources import read_folder
 
 
 def test_reads_txt_md_html_recursively(sample_seeds: Path) -> None:

@@ -1,4 +1,4 @@
-"""How the span reader chooses among passages (qa.reader.SpanModelReader), with a stub model."""
+"""How the span reader chooses among passages (qa.answer.reader.SpanModelReader), with a stub model."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.calibration import Calibration
-from qa.reader import SpanModelReader, question_overlap
-from qa.span_reader import PassageReading, Span
+from qa.answer.calibration import Calibration
+from qa.answer.reader import SpanModelReader, question_overlap
+from qa.answer.span_reader import PassageReading, Span
 from qa.types import Chunk, Document, Hit
 
 TEXTS = [

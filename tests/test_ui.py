@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qa import render
 from qa.config import Settings
 from qa.errors import InputError
-from qa.feedback import FeedbackLog
+from qa.serve import render
+from qa.serve.feedback import FeedbackLog
 from qa.types import Answer, Chunk, Citation, Hit
 
 DOC = 'Intro line.\n\nThe badge colour is <b>teal</b> & "orange" <script>x()</script>.\n\nEnd.'
@@ -192,7 +192,7 @@ class FakeQA:
 
 
 def test_create_ui_builds_without_a_server(tmp_path: Path) -> None:
-    from qa import ui
+    from qa.serve import ui
 
     blocks = ui.create_ui(FakeQA(tmp_path))
     config = blocks.get_config_file()
@@ -202,7 +202,7 @@ def test_create_ui_builds_without_a_server(tmp_path: Path) -> None:
 
 
 def test_examples_come_from_the_seeds(tmp_path: Path) -> None:
-    from qa import ui
+    from qa.serve import ui
 
     qa = FakeQA(tmp_path)
     assert ui.example_questions(qa) == ["What is “The memo” about?"]
@@ -211,7 +211,7 @@ def test_examples_come_from_the_seeds(tmp_path: Path) -> None:
 
 
 def test_history_is_bounded_to_the_settings() -> None:
-    from qa import ui
+    from qa.serve import ui
 
     turns = [{"question": f"q{i}", "text": f"a{i}"} for i in range(30)]
     s = Settings(max_history_turns=5, max_history_chars=20_000)
@@ -226,6 +226,6 @@ def test_history_is_bounded_to_the_settings() -> None:
 
 
 def test_user_text_is_shown_literally() -> None:
-    from qa import ui
+    from qa.serve import ui
 
     assert ui._user_html("<img src=x> *bold* [link](x)") == ("&lt;img src=x&gt; \\*bold\\* \\[link\\]\\(x\\)")

@@ -1,4 +1,5 @@
-"""Vector index choice and approximate recall (qa.vectors), and the faster BM25 build (qa.lexical).
+"""Vector index choice and approximate recall (qa.store.vectors), and the faster BM25 build
+(qa.store.lexical).
 
 No timings here: speed is measured by ``python -m bench.run`` (see bench/README.md).
 """
@@ -13,9 +14,9 @@ import faiss
 import numpy as np
 import pytest
 
-from qa import vectors
 from qa.errors import IndexCorruptError
-from qa.lexical import BM25_PARAMS, LexicalIndex, corpus_token_ids, query_term_ids, tokenize
+from qa.store import vectors
+from qa.store.lexical import BM25_PARAMS, LexicalIndex, corpus_token_ids, query_term_ids, tokenize
 
 
 def clustered(n: int, dim: int = 64, topics: int = 40, seed: int = 0) -> np.ndarray:
@@ -217,7 +218,7 @@ def _st_folder(root: Path, pooling: dict[str, bool], modules: list[str], st: dic
 def test_other_model_layouts_are_left_to_sentence_transformers(
     tmp_path: Path, pooling: dict[str, bool], modules: list[str], st: dict[str, object]
 ) -> None:
-    from qa.embedding import MeanPoolingModel, SentenceTransformerEmbedder
+    from qa.store.embedding import MeanPoolingModel, SentenceTransformerEmbedder
 
     folder = _st_folder(tmp_path / "m", pooling, modules, st)
     assert MeanPoolingModel.open(str(folder)) is None
@@ -229,7 +230,7 @@ def test_other_model_layouts_are_left_to_sentence_transformers(
 
 
 def test_the_bundled_model_pools_spans_without_being_loaded_to_say_so() -> None:
-    from qa.embedding import SentenceTransformerEmbedder
+    from qa.store.embedding import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder()
     assert embedder.pools_spans and embedder._model is None
@@ -240,7 +241,7 @@ def test_bundled_model_vectors_match_sentence_transformers() -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from qa.embedding import MeanPoolingModel, SentenceTransformerEmbedder, resolve_model
+    from qa.store.embedding import MeanPoolingModel, SentenceTransformerEmbedder, resolve_model
 
     embedder = SentenceTransformerEmbedder()
     assert isinstance(embedder.model, MeanPoolingModel)
@@ -260,7 +261,7 @@ def test_bundled_model_vectors_match_sentence_transformers() -> None:
 
 @pytest.mark.model
 def test_bundled_model_pools_each_sentence_from_its_chunks_own_pass() -> None:
-    from qa.embedding import SentenceTransformerEmbedder
+    from qa.store.embedding import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder()
     assert embedder.pools_spans
@@ -293,7 +294,7 @@ def test_bundled_model_pools_each_sentence_from_its_chunks_own_pass() -> None:
 def test_torch_threads_go_back_to_the_process_default_even_in_threads_started_meanwhile() -> None:
     import torch
 
-    from qa.embedding import torch_threads
+    from qa.store.embedding import torch_threads
 
     with torch_threads(None):
         default = torch.get_num_threads()
@@ -320,7 +321,7 @@ def test_torch_threads_go_back_to_the_process_default_even_in_threads_started_me
 def test_embedding_from_many_threads_at_once_gives_the_sequential_vectors() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from qa.embedding import SentenceTransformerEmbedder
+    from qa.store.embedding import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder()
     batch = [f"Passage {i} about rivers and planets." * (1 + i % 4) for i in range(40)]

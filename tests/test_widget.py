@@ -123,14 +123,14 @@ def test_example_intranet_page_embeds_only_the_snippet() -> None:
 )
 def test_allowed_origins_must_be_origins(engine: Any, bad: str) -> None:
     from qa.errors import ConfigError
-    from qa.server import create_app
+    from qa.serve.server import create_app
 
     with pytest.raises(ConfigError, match="allowed_origins"):
         create_app(engine, engine.settings.replace(allowed_origins=(bad,)))
 
 
 def test_allowed_origins_are_normalised() -> None:
-    from qa.server import check_origins
+    from qa.serve.server import check_origins
 
     assert check_origins(("HTTPS://Intranet.Example:8443/", " http://b.example ")) == (
         "https://intranet.example:8443",

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from qa.span_reader import WEIGHTS_FILE, SpanReader, build_model, sha256_file
+from qa.answer.span_reader import WEIGHTS_FILE, SpanReader, build_model, sha256_file
 from training.reader import DATA_DIR, build_data, export, load_reader_folder, log, question_scores, summarise
 
 CARD = "README.md"

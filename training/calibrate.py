@@ -8,11 +8,11 @@ and v2.0 (its unanswerable questions should be declined). On training articles t
 has seen the answers, so its scores there are not the scores it gives new text; the
 calibration is therefore fitted on held-out articles' questions only.
 
-First the passage selection (``qa.calibration.SELECTION_FEATURES``): a conditional logit
+First the passage selection (``qa.answer.calibration.SELECTION_FEATURES``): a conditional logit
 over the passages read for each answerable question, whose target puts each passage's weight
 in proportion to the token F1 of its best span, so the passage whose span answers best wins.
 Then, with that selection applied, a logistic regression over the chosen span's features
-(``qa.calibration.FEATURES``) estimates whether the answer shown is right: an answerable
+(``qa.answer.calibration.FEATURES``) estimates whether the answer shown is right: an answerable
 question counts as right in proportion to its chosen span's token F1 and as wrong for the
 rest, and a question the index cannot answer as wrong (``fit``). The
 shipped weights are fitted on all held-out articles, and the threshold that answers
@@ -43,14 +43,14 @@ from typing import Any
 import numpy as np
 
 from qa import QA, Settings
-from qa import evaluate as ev
-from qa.calibration import DEFAULT_SELECTION, FEATURES, FILE, SELECTION_FEATURES
-from qa.embedding import make_embedder, weights_fingerprint
+from qa.answer.calibration import DEFAULT_SELECTION, FEATURES, FILE, SELECTION_FEATURES
+from qa.answer.span_reader import DEFAULT_PATH, WEIGHTS_FILE, sha256_file
 from qa.errors import QAError
-from qa.lexical import LEXICAL_PARAMS
-from qa.metrics import f1_score
-from qa.span_reader import DEFAULT_PATH, WEIGHTS_FILE, sha256_file
-from qa.store import write_atomic
+from qa.evaluation import evaluate as ev
+from qa.evaluation.metrics import f1_score
+from qa.store.embedding import make_embedder, weights_fingerprint
+from qa.store.files import write_atomic
+from qa.store.lexical import LEXICAL_PARAMS
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 UNINDEXED = 0.2
@@ -374,7 +374,7 @@ def run() -> None:
         "weights": weights,
         "bias": bias,
         "selection": selection,
-        # the features depend on these: ``qa.calibration`` warns when they differ at load
+        # the features depend on these: ``qa.answer.calibration`` warns when they differ at load
         "reader_sha256": reader_sha,
         "dense_weight": settings.dense_weight,
         "sentence_weight": settings.sentence_weight,

@@ -20,32 +20,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from qa import QA, Settings
-from qa import evaluate as ev
-from qa.embedding import make_embedder
 from qa.errors import QAError
-from qa.store import write_atomic
-from training.reader import DATA_DIR, HOLDOUT, V1_FILE, load_squad, paragraph_key
+from qa.evaluation import evaluate as ev
+from qa.store.embedding import make_embedder
+from qa.store.files import write_atomic
+from training.reader import DATA_DIR, HOLDOUT, V1_FILE, answer_pattern, load_squad, paragraph_key
 
 #: Retrieval depth searched for each question's picks.
 DEPTH = 12
 #: Picks kept per question (``training.reader --distractors`` takes at most 4).
 KEEP = 4
-
-
-def answer_pattern(answer: str) -> re.Pattern[str]:
-    """Where ``answer`` stands in a lower-cased text as whole words: "2" is in "won 2 titles", not
-    in "2015"; an end that is not a word character ("U.S.", "$5") needs no boundary there."""
-    a = answer.strip().lower()
-    head = r"(?<!\w)" if re.match(r"\w", a) else ""
-    tail = r"(?!\w)" if re.search(r"\w$", a) else ""
-    return re.compile(head + re.escape(a) + tail)
 
 
 def pick(hits: list[tuple[str, str]], gold_doc: str, answers: list[str], keep: int = KEEP) -> list[str]:

@@ -6,11 +6,11 @@ Data: the answerable questions of the SQuAD v1.1 and v2.0 dev halves in /work/sh
 (CC BY-SA 4.0), without the six articles the reader holds out (``training.reader.HOLDOUT``), so
 retrieval is scored on articles neither model saw. Each question is paired with the chunk of its
 paragraph that holds its answer, chunked and titled exactly as the index embeds it
-(``qa.chunking``, ``qa.index.embed_text``), and with one hard negative: the training chunk of
+(``qa.ingest.chunking``, ``qa.store.index.embed_text``), and with one hard negative: the training chunk of
 another paragraph that the base model ranks highest and that does not contain the answer.
 Loss: softmax over every positive and negative of the batch (in-batch negatives, scale 20).
 
-Writes the model in the bundled model's folder layout (``qa.embedding.MeanPoolingModel`` runs
+Writes the model in the bundled model's folder layout (``qa.store.embedding.MeanPoolingModel`` runs
 it without sentence-transformers), weights in fp16 (``model.safetensors``; loaded as fp32),
 ``README.md`` (the card: data, settings, held-out retrieval before and after, sha256) and
 ``train_log.json``.
@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from qa.chunking import chunk_document
+from qa.answer.span_reader import sha256_file
 from qa.config import DEFAULT_MODEL, Settings
-from qa.embedding import MeanPoolingModel, resolve_model
-from qa.evaluate import load_squad
-from qa.index import embed_text
-from qa.span_reader import sha256_file
+from qa.evaluation.evaluate import load_squad
+from qa.ingest.chunking import chunk_document
+from qa.store.embedding import MeanPoolingModel, resolve_model
+from qa.store.index import embed_text
 from training.reader import DATA_DIR, HOLDOUT, V1_FILE, V2_FILE, hardware, log
 
 WEIGHTS = "model.safetensors"
@@ -141,10 +141,11 @@ def retrieval_scores(
     """Recall@1/5/10 and MRR@10 of the gold paragraph for the held-out articles' questions, with
     every paragraph of the v1.1 file indexed: dense alone, and fused with BM25 as the app ranks
     (``FUSION_WEIGHTS``)."""
-    from qa import QA, metrics
-    from qa.embedding import make_embedder
-    from qa.evaluate import DEFAULT_INDEX_ROOT, index_dir_for, questions_of_articles
-    from qa.retrieval import fuse, retrieve
+    from qa import QA
+    from qa.answer.retrieval import fuse, retrieve
+    from qa.evaluation import metrics
+    from qa.evaluation.evaluate import DEFAULT_INDEX_ROOT, index_dir_for, questions_of_articles
+    from qa.store.embedding import make_embedder
 
     settings = settings.replace(model=model)
     data = load_squad(data_dir / V1_FILE)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from qa.span_reader import CONFIG_FILE, PassageReading, SpanReader
+from qa.answer.span_reader import CONFIG_FILE, PassageReading, SpanReader
 from training.reader import (
     DATA_DIR,
     V2_FILE,

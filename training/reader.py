@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from qa.span_reader import (
+from qa.answer.span_reader import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     PassageReading,
@@ -70,6 +70,8 @@ BATCH_KEYS = (
     "distractors_per_question",
     "shared_norm",
     "distractor_file_sha256",
+    "train_files_sha256",
+    "article_negatives",
 )
 BERT_KEYS = (
     "vocab_size",
@@ -152,6 +154,8 @@ def build_data(
     limit: int | None,
     distractors_per_question: int = 1,
     distractor_file: Path | None = None,
+    train_files: list[Path] | None = None,
+    article_negatives: float = 0.0,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]], list[str]]:
     """Training examples, counts, held-out v1 questions (with golds) and held-out paragraphs.
 
@@ -160,7 +164,13 @@ def build_data(
     of the question's answers word for word is skipped (its no-answer label would be wrong).
     With ``distractor_file`` (``training.distractors``), a question it names takes its first
     picks from there instead (the product's retriever; none if it lists none); any other
-    question keeps BM25's."""
+    question keeps BM25's.
+
+    ``train_files`` (SQuAD v1.1 JSON, e.g. the train set) add their answerable questions; none of
+    their articles may be held out. ``article_negatives`` (0-1) is the share of answerable
+    questions that also get a no-answer paragraph **of their own article**: its top BM25
+    paragraph that is neither the gold one nor holds one of the answers as whole words (what a
+    question looks like when its own paragraph is not indexed but its neighbours are)."""
     v1 = load_squad(data_dir / V1_FILE)
     v2 = load_squad(data_dir / V2_FILE)
     hold = set(holdout)
@@ -195,7 +205,28 @@ def build_data(
                         }
                     )
                     continue
-                answerable.append(_example(q, ctx, "v1.1", para=len(train_paras) - 1))
+                answerable.append(
+                    _example(q, ctx, "v1.1", para=len(train_paras) - 1, article=f"dev:{art['title']}")
+                )
+    for tf in train_files or []:
+        extra = load_squad(Path(tf))
+        leak = sorted({a["title"] for a in extra} & hold)
+        if leak:
+            raise SystemExit(f"--train-file {tf} holds held-out articles: {', '.join(leak)}")
+        for art in extra:
+            for para in art["paragraphs"]:
+                train_paras.append(para["context"])
+                for q in para["qas"]:
+                    if q.get("answers") and not q.get("is_impossible"):
+                        answerable.append(
+                            _example(
+                                q,
+                                para["context"],
+                                "train",
+                                para=len(train_paras) - 1,
+                                article=f"{tf}:{art['title']}",
+                            )
+                        )
     unanswerable: list[dict[str, Any]] = []
     v2_answerable_dup = 0
     for art in v2:
@@ -209,9 +240,12 @@ def build_data(
                 elif q["id"] in v1_ids or (q["question"].strip().lower(), ctx) in v1_keys:
                     v2_answerable_dup += 1
                 else:
-                    answerable.append(_example(q, ctx, "v2.0", para=None))
+                    answerable.append(_example(q, ctx, "v2.0", para=None, article=f"dev:{art['title']}"))
+    article_paras: dict[str, list[int]] = {}
     for e in answerable:
         e["group"] = e["id"]  # its distractors join this group (``--shared-norm``)
+        if e.get("para") is not None:
+            article_paras.setdefault(e["article"], []).append(e["para"])
     rng.shuffle(answerable)
     rng.shuffle(unanswerable)
     if limit is not None:
@@ -221,7 +255,7 @@ def build_data(
 
     # distractors: from the file, else the top BM25 training paragraphs other than the gold one
     mined = read_distractor_file(distractor_file, data_dir, holdout, train_paras) if distractor_file else {}
-    rest = [e for e in answerable if e["id"] not in mined]
+    rest = [e for e in answerable if e["id"] not in mined] if distractors_per_question else []
     bm25_picks = bm25_distractors(
         [e["question"] for e in rest],
         [e["context"] for e in rest],
@@ -231,7 +265,7 @@ def build_data(
     )
     by_bm25 = {e["id"]: row for e, row in zip(rest, bm25_picks, strict=True)}
     per = distractors_per_question
-    picks = [mined[e["id"]][:per] if e["id"] in mined else by_bm25[e["id"]] for e in answerable]
+    picks = [mined[e["id"]][:per] if e["id"] in mined else by_bm25.get(e["id"], []) for e in answerable]
     examples = list(answerable)
     for e, row in zip(answerable, picks, strict=True):
         for j, d in enumerate(row):
@@ -247,6 +281,21 @@ def build_data(
                     "source": "distractor",
                 }
             )
+    chosen = rng.sample(answerable, round(article_negatives * len(answerable))) if article_negatives else []
+    negatives = same_article_negatives(chosen, train_paras, article_paras)
+    for e, d in negatives:
+        examples.append(
+            {
+                "id": e["id"] + "#article-negative",
+                "group": e["id"],
+                "question": e["question"],
+                "context": d,
+                "answer_start": None,
+                "answer_text": "",
+                "answers": [],
+                "source": "article-negative",
+            }
+        )
     examples.extend(unanswerable)
     counts = {
         "answerable_questions": len(answerable),
@@ -255,6 +304,9 @@ def build_data(
         "v2.0_answerable_duplicates_dropped": v2_answerable_dup,
         "distractors": sum(len(row) for row in picks),
         "distractors_per_question": distractors_per_question,
+        "answerable_train_file": sum(e["source"] == "train" for e in answerable),
+        "article_negatives": len(negatives),
+        "article_negatives_asked": len(chosen),
         **({"distractors_from_file": len(answerable) - len(rest)} if distractor_file else {}),
         "unanswerable_v2.0": len(unanswerable),
         "training_examples": len(examples),
@@ -263,6 +315,54 @@ def build_data(
         "heldout_paragraphs_v1.1": len(heldout_paras),
     }
     return examples, counts, heldout_q, heldout_paras
+
+
+def answer_pattern(answer: str) -> re.Pattern[str]:
+    """Where ``answer`` stands in a lower-cased text as whole words: "2" is in "won 2 titles", not
+    in "2015"; an end that is not a word character ("U.S.", "$5") needs no boundary there."""
+    a = answer.strip().lower()
+    head = r"(?<!\w)" if re.match(r"\w", a) else ""
+    tail = r"(?!\w)" if re.search(r"\w$", a) else ""
+    return re.compile(head + re.escape(a) + tail)
+
+
+def same_article_negatives(
+    chosen: list[dict[str, Any]], paras: list[str], article_paras: dict[str, list[int]], depth: int = 8
+) -> list[tuple[dict[str, Any], str]]:
+    """For each chosen answerable example (with ``article`` and ``para``, its index into
+    ``paras``; ``article_paras`` lists each article's paragraph indices), the top BM25
+    paragraph of its own article that is not its gold paragraph and holds none of its answers
+    as whole words; examples whose article offers none are left out."""
+    import bm25s
+
+    by_article: dict[str, list[dict[str, Any]]] = {}
+    for e in chosen:
+        if e.get("article") and e.get("para") is not None:
+            by_article.setdefault(e["article"], []).append(e)
+    out: list[tuple[dict[str, Any], str]] = []
+    for art, exs in sorted(by_article.items()):
+        members = sorted(set(article_paras.get(art, [])) | {e["para"] for e in exs})
+        if len(members) < 2:
+            continue
+        texts = [paras[i] for i in members]
+        retriever = bm25s.BM25()
+        retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
+        k = min(depth, len(texts))
+        docs, _ = retriever.retrieve(
+            bm25s.tokenize([e["question"] for e in exs], stopwords="en", show_progress=False),
+            k=k,
+            show_progress=False,
+        )
+        for e, row in zip(exs, docs, strict=True):
+            bad = [answer_pattern(t) for _, t in e["answers"] if t.strip()]
+            for idx in row:
+                j = members[int(idx)]
+                text = paras[j]
+                if j == e["para"] or text == e["context"] or any(b.search(text.lower()) for b in bad):
+                    continue
+                out.append((e, text))
+                break
+    return out
 
 
 def paragraph_key(text: str) -> str:
@@ -704,7 +804,7 @@ def write_card(out: Path, meta: dict[str, Any]) -> None:
     lines = [
         "# qa span reader (all-MiniLM-L6-v2 + start/end head)",
         "",
-        "Extractive question-answering reader for `qa.span_reader.SpanReader`: the 6-layer, 384-wide",
+        "Extractive question-answering reader for `qa.answer.span_reader.SpanReader`: the 6-layer, 384-wide",
         "uncased BERT encoder of all-MiniLM-L6-v2 with a linear start/end head. Position 0 ([CLS]) means",
         '"no answer in this window"; a passage\'s no-answer score is the minimum [CLS] start+end logit',
         "over its windows. The app chooses among passages with the `selection` weights of",
@@ -918,7 +1018,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--distractors",
         type=int,
         default=1,
-        help="no-answer distractor paragraphs per answerable question (top BM25 or --distractor-file, 1-4)",
+        help="no-answer distractor paragraphs per answerable question (top BM25 or --distractor-file, 0-4)",
+    )
+    p.add_argument(
+        "--train-file",
+        action="append",
+        default=[],
+        type=Path,
+        help="another SQuAD v1.1 file whose answerable questions join training (repeatable), "
+        "e.g. ../shared/train/squad-v1.1-train.json",
+    )
+    p.add_argument(
+        "--article-negatives",
+        type=float,
+        default=0.0,
+        help="share (0-1) of answerable questions that also get their own article's top BM25 "
+        "paragraph without the answer, labelled no-answer",
+    )
+    p.add_argument(
+        "--eval-at-questions",
+        default="",
+        help="comma-separated counts of answerable training questions seen at which to score the "
+        "held-out gold paragraphs (the learning curve), e.g. 5000,20000,50000",
     )
     p.add_argument(
         "--distractor-file",
@@ -969,8 +1090,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ckpt-minutes", type=float, default=10.0)
     p.add_argument("--log-every", type=int, default=20)
     args = p.parse_args(argv)
-    if not 1 <= args.distractors <= 4:
-        p.error("--distractors must be between 1 and 4")
+    if not 0 <= args.distractors <= 4:
+        p.error("--distractors must be between 0 and 4")
+    if not 0.0 <= args.article_negatives <= 1.0:
+        p.error("--article-negatives must be between 0 and 1")
+    for tf in args.train_file:
+        if not tf.is_file():
+            p.error(f"--train-file {tf}: no such file")
+    try:
+        args.eval_at = sorted(int(x) for x in args.eval_at_questions.split(",") if x.strip())
+    except ValueError:
+        p.error("--eval-at-questions takes comma-separated whole numbers, e.g. 5000,20000,50000")
     if not 0.0 <= args.kd_alpha <= 1.0:
         p.error("--kd-alpha must be between 0 and 1")
     if args.kd_temp <= 0:
@@ -1007,8 +1137,16 @@ def main(argv: list[str] | None = None) -> int:
 
     tokenizer = load_tokenizer()
     examples, counts, heldout_q, heldout_paras = build_data(
-        Path(args.data_dir), holdout, args.seed, args.limit, args.distractors, args.distractor_file
+        Path(args.data_dir),
+        holdout,
+        args.seed,
+        args.limit,
+        args.distractors,
+        args.distractor_file,
+        train_files=args.train_file,
+        article_negatives=args.article_negatives,
     )
+    train_sha = [sha256_file(tf) for tf in args.train_file] or None
     distractor_sha = sha256_file(args.distractor_file) if args.distractor_file else None
     if args.eval_limit is not None:
         heldout_q = heldout_q[: args.eval_limit]
@@ -1016,6 +1154,13 @@ def main(argv: list[str] | None = None) -> int:
     counts["features"] = len(feats["ids"])
     counts["features_answer_labelled"] = sum(s > 0 for s in feats["starts"])
     lengths = [len(x) for x in feats["ids"]]
+    # a question counts as seen at its first window (the learning curve's x axis)
+    first_window = [False] * len(lengths)
+    seen_examples: set[int] = set()
+    for i, k in enumerate(feats["example"]):
+        if k not in seen_examples:
+            seen_examples.add(k)
+            first_window[i] = examples[k]["answer_start"] is not None
     counts["mean_feature_tokens"] = round(sum(lengths) / max(1, len(lengths)), 1)
     log(f"data: {json.dumps(counts)}")
 
@@ -1081,6 +1226,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.distractor_file
             else {}
         ),
+        **(
+            {"train_files": [str(t) for t in args.train_file], "train_files_sha256": train_sha}
+            if args.train_file
+            else {}
+        ),
+        **({"article_negatives": args.article_negatives} if args.article_negatives else {}),
         "max_steps": args.max_steps,
         "threads": args.threads,
         "total_steps": total_steps,
@@ -1211,6 +1362,23 @@ def main(argv: list[str] | None = None) -> int:
             state["batch"] = bi + 1
             state["loss_sum"] += loss.item()
             state["loss_n"] += 1
+            seen = state.get("questions_seen", 0) + sum(first_window[i] for i in batch)
+            state["questions_seen"] = seen
+            due = [n for n in args.eval_at if n <= seen and n not in state.setdefault("curve_done", [])]
+            if due and heldout_q:
+                t_eval = time.time()
+                model.eval()
+                res = evaluate(SpanReader.from_model(model, tokenizer, **reader_kw), heldout_q)
+                model.train()
+                state["curve_done"].extend(due)
+                state.setdefault("curve", []).append(
+                    {"questions_seen": seen, "step": state["step"], "lr": lr_now, "heldout": res}
+                )
+                log(f"curve: {seen} questions seen, step {state['step']}: held-out {res}")
+                t_epoch += time.time() - t_eval  # the evaluation is not training time
+                save_ckpt()
+                write_log()
+                last_ckpt = time.time()
             if state["step"] % args.log_every == 0:
                 rate = (time.time() - seg_t) / args.log_every
                 seg_t = time.time()

@@ -1,6 +1,6 @@
 """The index on disk: FAISS vectors, a JSONL chunk store, BM25 arrays and a versioned manifest.
 
-Layout of one generation (see ``qa.store`` for how generations are swapped)::
+Layout of one generation (see ``qa.store.files`` for how generations are swapped)::
 
     manifest.json    format version, model, dimension, chunking settings, documents and hashes
     documents.jsonl  one document per line (id, title, sha256, text)
@@ -27,15 +27,15 @@ from typing import Any, cast
 
 import numpy as np
 
-from qa import store
-from qa.chunking import chunk_document
 from qa.config import Settings
-from qa.embedding import Embedder, PoolingEmbedder
 from qa.errors import IndexCorruptError, IndexMismatchError
-from qa.lexical import LEXICAL_PARAMS, LexicalIndex
-from qa.sentences import SPLIT_VERSION, sentence_spans
+from qa.ingest.chunking import chunk_document
+from qa.ingest.sentences import SPLIT_VERSION, sentence_spans
+from qa.store import files as store
+from qa.store.embedding import Embedder, PoolingEmbedder
+from qa.store.lexical import LEXICAL_PARAMS, LexicalIndex
+from qa.store.vectors import build_vector_index, index_kind, kind_for, read_vector_index, write_vector_index
 from qa.types import Chunk, Document
-from qa.vectors import build_vector_index, index_kind, kind_for, read_vector_index, write_vector_index
 
 log = logging.getLogger(__name__)
 
@@ -425,7 +425,7 @@ def _write_generation(
         "model": {
             "name": embedder.name,
             "dim": int(embedder.dim),
-            "weights": getattr(embedder, "fingerprint", None),  # qa.embedding.weights_fingerprint
+            "weights": getattr(embedder, "fingerprint", None),  # qa.store.embedding.weights_fingerprint
         },
         "chunking": chunking_settings(settings),
         "vector_index": {"type": index_kind(index), "vectors": int(index.ntotal)},

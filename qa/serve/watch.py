@@ -12,11 +12,11 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from qa import index as index_mod
-from qa import sources
 from qa.errors import QAError, ReloadError, SourceError
-from qa.index import BuildReport
+from qa.ingest import sources
 from qa.pipeline import QA
+from qa.store import index as index_mod
+from qa.store.index import BuildReport
 
 log = logging.getLogger(__name__)
 Snapshot = tuple[tuple[str, int, int], ...]

@@ -1,6 +1,6 @@
-"""The chat UI (Gradio): a thin shell that calls the engine and shows :mod:`qa.render`'s HTML.
+"""The chat UI (Gradio): a thin shell that calls the engine and shows :mod:`qa.serve.render`'s HTML.
 
-:func:`create_ui` only builds the Blocks; :mod:`qa.server` mounts it (with :data:`THEME`,
+:func:`create_ui` only builds the Blocks; :mod:`qa.serve.server` mounts it (with :data:`THEME`,
 :func:`css` and :data:`JS`) beside the REST API, so tests can build it without a server.
 """
 
@@ -19,10 +19,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import gradio as gr
 
-from qa import render
-from qa.api import Engine
 from qa.errors import InputError, QAError
-from qa.feedback import FeedbackLog
+from qa.serve import render
+from qa.serve.api import Engine
+from qa.serve.feedback import FeedbackLog
 from qa.types import to_dict
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -53,7 +53,7 @@ JS = """
 
 
 def css() -> str:
-    """The UI's stylesheet (shipped in ``qa/static/ui.css``)."""
+    """The UI's stylesheet (shipped in ``qa/serve/static/ui.css``)."""
     return (STATIC_DIR / "ui.css").read_text(encoding="utf-8")
 
 

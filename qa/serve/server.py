@@ -36,12 +36,12 @@ from fastapi.responses import FileResponse
 from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
 
-from qa import api, ui
 from qa.config import Settings
 from qa.errors import ConfigError, QAError
-from qa.feedback import FeedbackLog
 from qa.pipeline import QA
-from qa.watch import refresh
+from qa.serve import api, ui
+from qa.serve.feedback import FeedbackLog
+from qa.serve.watch import refresh
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -540,7 +540,7 @@ def serve(settings: Settings) -> None:
 
 
 def _serve(settings: Settings, sock: socket.socket) -> None:
-    from qa.watch import SeedWatcher
+    from qa.serve.watch import SeedWatcher
 
     print(
         f"Checking the index of {settings.seeds_dir} in {settings.index_dir} ...", file=sys.stderr, flush=True

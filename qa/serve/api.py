@@ -31,7 +31,7 @@ from pydantic import (
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qa.errors import QAError
-from qa.feedback import FeedbackLog
+from qa.serve.feedback import FeedbackLog
 from qa.types import Answer, Hit
 
 if TYPE_CHECKING:

@@ -8,10 +8,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from qa import vectors
-from qa.index import IndexData
-from qa.lexical import tokenize
-from qa.sentences import sentence_spans
+from qa.ingest.sentences import sentence_spans
+from qa.store import vectors
+from qa.store.index import IndexData
+from qa.store.lexical import tokenize
 from qa.types import Hit
 
 

@@ -3,7 +3,7 @@
 Every paragraph of the file becomes one source document; the index is built with the
 app's chunking, embedder and index code (cached per file and settings, so a re-run
 reuses the vectors), every question is asked with ``QA.ask``, and the answers are
-scored by ``qa.metrics``. Questions are asked once, with the confidence threshold at
+scored by ``qa.evaluation.metrics``. Questions are asked once, with the confidence threshold at
 0 so that the answer the reader would show is always known; the app's threshold and
 the whole curve are then applied to the recorded scores.
 """
@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qa import metrics as scoring
 from qa.config import Settings
-from qa.embedding import Embedder, make_embedder
 from qa.errors import ConfigError, InputError
-from qa.sources import make_document
+from qa.evaluation import metrics as scoring
+from qa.ingest.sources import make_document
+from qa.store.embedding import Embedder, make_embedder
 from qa.types import Answer, Document
 
 #: Where evaluation indexes are cached when no ``--index`` is given (never the app's index).
@@ -163,7 +163,7 @@ def questions_of_articles(data: Dataset, titles: Sequence[str] | None) -> list[Q
 
 def heldout_articles(reader_path: str | Path | None = None) -> list[str]:
     """The article titles the shipped (or given) reader was not trained on, from its config."""
-    from qa.span_reader import CONFIG_FILE, DEFAULT_PATH
+    from qa.answer.span_reader import CONFIG_FILE, DEFAULT_PATH
 
     cfg = Path(reader_path or DEFAULT_PATH) / CONFIG_FILE
     try:
@@ -481,7 +481,7 @@ def index_dir_for(
     A folder for a subset starts as a copy of the whole file's index when that exists,
     so leaving documents out re-embeds nothing.
     """
-    from qa import store
+    from qa.store import files as store
 
     key = {
         "file_sha256": data.sha256,
@@ -683,7 +683,7 @@ def plot(report: EvalReport, path: str | Path) -> None:
 
 def write_outputs(report: EvalReport, out_dir: str | Path) -> list[Path]:
     """Write eval.md, eval.json, eval.png and per-question eval-questions.jsonl into ``out_dir``."""
-    from qa import store
+    from qa.store import files as store
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

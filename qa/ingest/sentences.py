@@ -13,7 +13,7 @@ _ABBREVIATIONS = {
     "fig", "approx", "dept", "est", "u.s", "u.k", "u.n", "a.m", "p.m",
 }  # fmt: skip
 #: Bumped whenever a change here moves sentence boundaries: an index whose sentence vectors were
-#: pooled over other boundaries pools them again (``qa.index``).
+#: pooled over other boundaries pools them again (``qa.store.index``).
 SPLIT_VERSION = 1
 _END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s)|\n")
 _LAST_WORD = re.compile(r"([\w.]+)$")

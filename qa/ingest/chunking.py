@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 
-from qa.sentences import sentence_spans
-from qa.tokens import token_offsets
+from qa.ingest.sentences import sentence_spans
+from qa.ingest.tokens import token_offsets
 from qa.types import Chunk, Document
 
 

@@ -8,7 +8,7 @@ The tokenizer is the uncased WordPiece tokenizer of the bundled all-MiniLM-L6-v2
 Scores are raw logits: a span scores ``start_logit + end_logit``; a passage's no-answer score is
 the ``[CLS]`` start + end logit, taken as the minimum over the passage's windows (a window that
 does not hold the answer says "no answer" even when another window of the passage does).
-``qa.reader.SpanModelReader`` chooses among passages with these scores and retrieval signals.
+``qa.answer.reader.SpanModelReader`` chooses among passages with these scores and retrieval signals.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 from qa.errors import ModelError
 
 #: Where the shipped reader lives.
-DEFAULT_PATH = Path(__file__).resolve().parent / "models" / "reader"
+DEFAULT_PATH = Path(__file__).resolve().parents[1] / "models" / "reader"
 WEIGHTS_FILE = "reader.safetensors"
 CONFIG_FILE = "config.json"
 #: Questions longer than this many word pieces are cut (keeps room for the passage).

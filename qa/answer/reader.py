@@ -14,10 +14,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from qa.calibration import Calibration
-from qa.embedding import Embedder
-from qa.lexical import tokenize
-from qa.sentences import enclosing, sentence_spans
+from qa.answer.calibration import Calibration
+from qa.ingest.sentences import enclosing, sentence_spans
+from qa.store.embedding import Embedder
+from qa.store.lexical import tokenize
 from qa.types import Citation, Document, Hit
 
 # How far around a chunk to look for the sentence that holds the answer.
@@ -31,7 +31,7 @@ class Candidate:
     hit: Hit
     start: int  # character offsets into hit.chunk.text
     end: int
-    features: dict[str, float]  # the names in qa.calibration.SELECTION_FEATURES and more
+    features: dict[str, float]  # the names in qa.answer.calibration.SELECTION_FEATURES and more
 
     @property
     def text(self) -> str:
@@ -147,7 +147,7 @@ def _promote(hits: Sequence[Hit], first: Hit) -> list[Hit]:
 
 
 class SpanModelReader:
-    """The trained span reader (``qa.span_reader``) over the top passages.
+    """The trained span reader (``qa.answer.span_reader``) over the top passages.
 
     Each passage offers its best span; a linear score over the span's and the passage's
     signals (``Calibration.selection``: span score, the passage's no-answer score, its
@@ -177,7 +177,7 @@ class SpanModelReader:
         sentence_weight: float | None = None,
         overlap_weight: float | None = None,
     ) -> None:
-        from qa.span_reader import SpanReader
+        from qa.answer.span_reader import SpanReader
 
         self._model = SpanReader(path or None, max_answer_tokens=max_answer_tokens, n_best=10)
         self.passages = passages
@@ -275,7 +275,7 @@ def make_reader(
     if kind == "none":
         return SentenceReader(embedder, passages)
     try:
-        from qa.span_reader import SpanReader
+        from qa.answer.span_reader import SpanReader
     except ImportError:
         if kind == "model":
             raise

@@ -1,0 +1,1 @@
+"""Retrieval and fusion, the span reader and its calibration."""

@@ -1,0 +1,1 @@
+"""`qa eval` and its metrics."""

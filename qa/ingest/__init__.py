@@ -1,0 +1,1 @@
+"""Files to documents, sentences, token windows and chunks with exact offsets."""
