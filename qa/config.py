@@ -33,14 +33,13 @@ class Settings:
     dense_weight: float = 0.8  # fused score: weight of the dense score; BM25 gets the rest
     # The dense score: this much of the best cosine between the question and one sentence of the
     # chunk, the rest the chunk's own cosine (0: the chunk's cosine alone, and no sentence vectors
-    # are built). 1 was tuned with dense_weight 0.7 on the training articles
-    # (``python -m bench.sentence_dense``). The bundled model pools each sentence's vector from its
-    # chunk's own forward pass, at no extra cost; a model that does not expose its token states
-    # embeds each sentence apart, at about half the build speed.
+    # are built). The bundled model pools each sentence's vector from its chunk's own forward
+    # pass, at no extra cost; a model that does not expose its token states embeds each sentence
+    # apart, at about half the build speed (docs/experiments.md#sentence-and-overlap-weights).
     sentence_weight: float = 1.0
     # Added to the fused score: this much of the most idf-weighted question words one sentence of
-    # the chunk holds, over the query's best (``retrieval.sentence_overlap``; 0: off). 0.15 with
-    # dense_weight 0.8 were tuned together on the training articles (``bench.sentence_dense``).
+    # the chunk holds, over the query's best (``retrieval.sentence_overlap``; 0: off). Tuned
+    # together with dense_weight (``bench.sentence_dense``).
     overlap_weight: float = 0.15
     hnsw_threshold: int = 50_000  # exact FAISS search up to this many vectors (bench/README.md)
     # Reader
@@ -48,8 +47,8 @@ class Settings:
     reader_path: str = ""  # empty: the shipped model in qa/models/reader/
     read_passages: int = 4  # at most this many passages read per question (training/calibrate.py)
     # ...and only those whose fused retrieval score is within this of the best one's: a passage
-    # that far behind was rarely the one quoted (15 of 3,346 SQuAD questions), so reading it
-    # mostly cost time (qa/answer/reader.py). 2 reads all of them.
+    # that far behind was rarely the one quoted, so reading it mostly cost time
+    # (docs/experiments.md#read-gap). 2 reads all of them.
     read_gap: float = 0.2
     max_answer_tokens: int = 30
     min_confidence: float = 0.5  # below this, found = False (readers are calibrated to 0.5)

@@ -157,9 +157,8 @@ class SpanModelReader:
     score less 0.3 per retrieval rank decides.
 
     Of the top ``passages`` hits it reads only those whose fused retrieval score is within
-    ``read_gap`` of the best hit's. On the held-out SQuAD articles the selection rarely quoted
-    a passage further behind: with a gap of 0.2 the same passage was chosen for all but 15 of
-    3,346 questions while 2.4 passages were read instead of 4 (the reader's time is per passage).
+    ``read_gap`` of the best hit's: a passage further behind was rarely the one quoted, and the
+    reader's time is per passage (docs/experiments.md#read-gap).
     The default here (2.0) reads them all; ``Settings.read_gap`` (0.2) is what the app and the
     shipped calibration use.
     """

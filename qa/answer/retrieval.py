@@ -63,20 +63,11 @@ def fuse(
     and ``overlap`` is the most a single sentence of the chunk holds of the query's words, each
     counted once and weighed by its BM25 idf (``sentence_overlap``).
 
-    The cosine is taken for every candidate (BM25's too); a candidate outside BM25's list
-    gets 0 for BM25. Measured on the same candidate lists (``python -m bench.fusion``; weight
-    tuned on SQuAD v1.1 dev-a, confirmed on v2.0 dev-a), this beat reciprocal rank fusion
-    (k=60) by 0.07 Recall@1 and 0.02 Recall@5 on v1.1, 0.06 and 0.01 on v2.0: rank fusion
-    throws away how far apart the scores are, and dividing by the best BM25 score puts
-    BM25 on the cosine's 0-1 scale for each query. A question usually matches one sentence of
-    its passage, which the chunk's single vector dilutes: the best sentence's cosine
-    (``python -m bench.sentence_dense``, weights tuned on the training articles) re-scores the
-    candidates the two retrievers found. An index without sentence vectors uses the cosine.
-    Most misses are another paragraph of the gold one's article, which shares its words; the
-    words of a SQuAD question mostly come from one sentence of its passage, which the chunk's
-    BM25 (length-normalised over the whole chunk) and the sentence's cosine both blur: the
-    overlap term (weights tuned with ``python -m bench.sentence_dense`` on the training
-    articles) counts the question's rare words that one sentence holds together.
+    The cosine is taken for every candidate (BM25's too); a candidate outside BM25's list gets 0
+    for BM25, and an index without sentence vectors uses the chunk's cosine. Scores are fused,
+    not ranks, with BM25 divided by the query's best so both sit on a 0-1 scale; the sentence
+    terms are there because a question usually takes its words from one sentence of its passage
+    (how the rule and its weights were measured: ``docs/experiments.md#fusion-rule``).
     """
     cosines = {row: s for row, (_, s) in ranked.dense.items()}
     for row in ranked.lexical:

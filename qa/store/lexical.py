@@ -86,10 +86,8 @@ def corpus_token_ids(texts: list[str], buckets: int | None = None) -> tuple[list
 
 #: Adjacent words (once stop words are dropped) also count as one BM25 term, as DrQA's
 #: retriever does: "Super Bowl" then outranks a chunk with "super" and "bowl" far apart.
-#: Pairs are hashed into this many buckets, so the vocabulary stays bounded for any corpus;
-#: from 2**14 to 2**20 buckets Recall@1 on SQuAD moved by 0.002 at most (bench/README.md). With
-#: the cosine weighted 0.65 in the fusion, Recall@1 rose 0.823 -> 0.830 (v1.1) and 0.851 -> 0.857
-#: (v2.0), MRR@10 0.884 -> 0.889 and 0.902 -> 0.907 (``python -m bench.bm25_sweep``).
+#: Pairs are hashed into this many buckets, so the vocabulary stays bounded for any corpus; the
+#: count hardly matters (docs/experiments.md#bm25-word-pairs-and-parameters).
 BIGRAM_BUCKETS = 1 << 18
 _BUCKET = "\u00a7"  # a bucket's term is "§<bucket>": never a word (words are letters and digits)
 
@@ -139,12 +137,8 @@ def query_term_ids(terms: list[str], vocab: dict[str, int], buckets: int | None 
 
 
 #: BM25's parameters. A low k1 saturates term frequency early, so a chunk that repeats one
-#: question word does not outrank one holding more of them. Measured with the fusion of
-#: ``retrieval.fuse`` on every answerable question of both SQuAD dev halves (tuned on v1.1,
-#: confirmed on v2.0): bm25s' defaults (k1 1.5, b 0.75) gave Recall@1 0.808 / 0.836 and
-#: MRR@10 0.874 / 0.893; k1 0.6, b 0.5 give 0.823 / 0.851 and 0.884 / 0.902, with Recall@5
-#: unchanged (0.961 / 0.966). Every k1 from 0.3 to 0.6 with b from 0.4 to 0.75 lands within 0.003
-#: (``python -m bench.bm25_sweep``); k1 matters, b hardly.
+#: question word does not outrank one holding more of them (tuned through ``retrieval.fuse``:
+#: docs/experiments.md#bm25-word-pairs-and-parameters).
 #: The index manifest records them: an index built with others is rebuilt (no re-embedding).
 BM25_PARAMS = {"method": "lucene", "k1": 0.6, "b": 0.5}
 #: What the index manifest records of BM25: a change rebuilds BM25 (no re-embedding).

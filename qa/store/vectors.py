@@ -1,16 +1,13 @@
 """FAISS vector indexes: exact search below a size threshold, HNSW above it.
 
-Measured choices (``python -m bench.run`` and ``python -m bench.ann_sweep``; tables in
-``bench/README.md``):
+Choices (benchmarks in ``bench/README.md``; the figures behind them in
+``docs/experiments.md#vector-index``):
 
-* Exact ``IndexFlatIP`` up to ``hnsw_threshold`` vectors: a one-thread scan costs about
-  0.05-0.1 ms per thousand 384-d vectors (with the load) and is never wrong.
-* ``IndexHNSWFlat`` above it: recall@10 0.996 against exact search at 1M clustered vectors,
-  0.8 ms a query on one thread. IVF (1024 lists) needed 256 probes, 24 ms a query, for 0.96
-  on the same vectors, and a training pass before every build.
+* Exact ``IndexFlatIP`` up to ``hnsw_threshold`` vectors: a scan that size is cheap and never wrong.
+* ``IndexHNSWFlat`` above it: near-exact recall in under a millisecond a query, with no training
+  pass before a build (IVF needs one, and many probes for the same recall).
 * One query is searched on one thread: FAISS splits a single-query scan over its OpenMP
-  threads, and on a shared CPU waiting for a descheduled thread costs a scheduler slice
-  (a 20k-vector scan: 11.7 ms on 2 threads, 1.3 ms on one, on a busy 2-core machine).
+  threads, and on a shared CPU waiting for a descheduled thread costs a scheduler slice.
 * Index files are memory-mapped, not read: loading takes no time whatever the size, processes
   serving the same index share the pages, and the kernel can drop them under memory pressure.
   Files are never rewritten in place (each build writes a new generation), so a mapping stays
@@ -29,14 +26,12 @@ import numpy as np
 
 from qa.errors import IndexCorruptError
 
-#: Graph degree: 100k clustered vectors, efConstruction 40, efSearch 32: recall@10 0.930 with
-#: 16, 0.968 with 32.
+#: Graph degree: 32 recalls clearly more than 16 on clustered vectors.
 HNSW_M = 32
-#: Candidates while building. It decides the graph's quality at scale: at 1M clustered vectors,
-#: 80 gave recall@10 0.996 at efSearch 128 where 40 gave 0.877 (0.914 at efSearch 256).
+#: Candidates while building: it decides the graph's quality at scale.
 HNSW_EF_CONSTRUCTION = 80
-#: Candidates while searching (FAISS raises it to k when k is larger): 0.8 ms a query at 1M,
-#: a tenth of the query's embedding; 64 saved 0.4 ms and lost 0.014 recall@10.
+#: Candidates while searching (FAISS raises it to k when k is larger): a tenth of the query's
+#: embedding time at 1M vectors, where fewer lose recall for little time.
 HNSW_EF_SEARCH = 128
 
 
