@@ -30,6 +30,12 @@ def _common(p: argparse.ArgumentParser, index_help: str = "index folder (default
     p.add_argument("-q", "--quiet", action="store_true", help="print only results and errors")
 
 
+def _reader_path(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reader-path", metavar="DIR",
+                   help="reader folder: a Hugging Face extractive QA checkpoint or this project's "
+                        "reader (default: the shipped one; QA_READER_PATH)")  # fmt: skip
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="qa", description="Offline extractive question answering with exact citations."
@@ -47,6 +53,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
     p.add_argument("--reader", choices=["auto", "model", "none"], help="answer selection")
     p.add_argument("--strict", action="store_true", help=f"exit {NOT_FOUND_EXIT} when not found")
+    _reader_path(p)
     _common(p)
 
     p = sub.add_parser("search", help="show the best matching passages")
@@ -62,6 +69,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", dest="seeds_dir", help="seeds folder (default: seeds)")
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 7860)")
+    _reader_path(p)
     _common(p)
 
     p = sub.add_parser("eval", help="measure retrieval, answers and abstention on a SQuAD file")
@@ -79,13 +87,14 @@ def parser() -> argparse.ArgumentParser:
                    help="ask only the questions of these articles (titles or 'heldout'); the "
                         "corpus stays the whole file")  # fmt: skip
     p.add_argument("--out", help="folder for the Markdown table and PNG plot")
+    _reader_path(p)
     _common(p, "folder where evaluation indexes are cached, one per file and settings "
                "(default: artifacts/eval-index; never the app's index)")  # fmt: skip
     return ap
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    keys = ("seeds_dir", "index_dir", "model", "host", "port", "reader")
+    keys = ("seeds_dir", "index_dir", "model", "host", "port", "reader", "reader_path")
     return Settings.from_env(**{k: getattr(args, k, None) for k in keys})
 
 

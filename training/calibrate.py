@@ -23,6 +23,7 @@ and a threshold fitted on the other half only. With six articles one split moves
 several points, so ``crossfit_splits`` gives their mean, lowest and highest over every split.
 
     python -m training.calibrate            # ~10 min on 2 cores
+    python -m training.calibrate --reader-path DIR    # a reader of your own: writes DIR/calibration.json
     python -m training.calibrate --save-rows R.json   # and keep the readings
     python -m training.calibrate --rows R.json        # refit from them in seconds
 """
@@ -44,8 +45,8 @@ import numpy as np
 
 from qa import QA, Settings
 from qa.answer.calibration import DEFAULT_SELECTION, FEATURES, FILE, SELECTION_FEATURES
-from qa.answer.span_reader import DEFAULT_PATH, WEIGHTS_FILE, sha256_file
-from qa.errors import QAError
+from qa.answer.span_reader import DEFAULT_PATH, check_folder, reader_sha256
+from qa.errors import ConfigError, QAError
 from qa.evaluation import evaluate as ev
 from qa.evaluation.metrics import f1_score
 from qa.store.embedding import make_embedder, weights_fingerprint
@@ -325,29 +326,58 @@ def load_rows(path: Path, reader_sha: str, settings: Settings) -> list[dict[str,
     return data["rows"]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     try:
-        run()
+        run(argv)
     except (QAError, ValueError) as exc:
         print(f"calibrate: error: {exc}", file=sys.stderr)
         return 2
     return 0
 
 
-def run() -> None:
+def paths(reader_path: Path | None, out: Path | None) -> tuple[Path, Path]:
+    """The reader folder to calibrate and the calibration file to write: ``--reader-path`` (else
+    ``--out`` when it is a folder, as before ``--reader-path`` existed, else the shipped reader),
+    and ``--out`` (a folder gets ``calibration.json``; default: the reader folder's)."""
+    reader = reader_path or (out if out is not None and out.is_dir() else DEFAULT_PATH)
+    check_folder(reader)
+    if out is None or out.is_dir() or out.suffix != ".json":
+        return reader, (out if out is not None else reader) / FILE
+    return reader, out
+
+
+def holdout_of(reader: Path) -> list[str]:
+    """The articles the reader did not train on: those its config names; for a Hugging Face
+    checkpoint without that list, the shipped reader's (trained on none of the dev-a file's
+    articles, a SQuAD model has not seen them either), so the two are measured alike."""
+    try:
+        return ev.heldout_articles(reader)
+    except ConfigError:
+        if check_folder(reader) != "transformers":
+            raise
+        return ev.heldout_articles()
+
+
+def run(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--limit", type=int, default=None, help="questions per file (default: all)")
     ap.add_argument("--answer-rate", type=float, default=0.90)
-    ap.add_argument("--out", type=Path, default=DEFAULT_PATH)
+    ap.add_argument("--reader-path", type=Path, metavar="DIR",
+                    help="the reader folder to calibrate (this project's format or a Hugging Face "
+                         "extractive QA checkpoint; default: the shipped reader)")  # fmt: skip
+    ap.add_argument(
+        "--out", type=Path, help="calibration.json to write, or its folder (default: the reader's)"
+    )
     ap.add_argument("--save-rows", type=Path, help="also write the collected readings (JSON) here")
     ap.add_argument(
         "--rows", type=Path, help="refit from readings --save-rows wrote for these weights, not reading again"
     )
-    args = ap.parse_args()
-    holdout = ev.heldout_articles(args.out)
-    # What the app is configured with (QA_* variables), reading with the reader in --out.
-    settings = Settings.from_env(reader_path=str(args.out))
-    reader_sha = sha256_file(args.out / WEIGHTS_FILE)
+    args = ap.parse_args(argv)
+    reader, out = paths(args.reader_path, args.out)
+    holdout = holdout_of(reader)
+    # What the app is configured with (QA_* variables), reading with the reader being calibrated.
+    settings = Settings.from_env(reader_path=str(reader))
+    reader_sha = reader_sha256(reader)
     t0 = time.time()
     if args.save_rows:  # before minutes of reading, not after
         check_writable(args.save_rows)
@@ -412,7 +442,10 @@ def run() -> None:
         "default_selection": selection_quality(choose(rows, DEFAULT_SELECTION)),
         "seconds": round(time.time() - t0, 1),
     }
-    (args.out / FILE).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    try:
+        write_atomic(out, (json.dumps(result, indent=1) + "\n").encode("utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot write the calibration to {out}: {exc}") from exc
     print(json.dumps(result, indent=1))
 
 

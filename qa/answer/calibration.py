@@ -72,8 +72,10 @@ class Calibration:
         model: the app keeps answering, but its threshold is no longer the one chosen."""
         if reader_sha256 and self.reader_sha256 and self.reader_sha256 != reader_sha256:
             log.warning(
-                "%s was fitted for other reader weights: re-run `python -m training.calibrate`", self.source
-            )
+                "%s was fitted for other reader weights (sha256 %s, not %s): its confidences do not "
+                "fit this reader; re-run `python -m training.calibrate --reader-path FOLDER`",
+                self.source, self.reader_sha256[:12], reader_sha256[:12],
+            )  # fmt: skip
         if dense_weight is not None and self.dense_weight is not None and self.dense_weight != dense_weight:
             log.warning(
                 "%s was fitted with dense_weight %s, not %s: confidences shift",

@@ -7,6 +7,7 @@ pipeline compares with ``Settings.min_confidence`` to decide ``found``.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from qa.types import Citation, Document, Hit
 
 # How far around a chunk to look for the sentence that holds the answer.
 _SENTENCE_MARGIN = 400
+log = logging.getLogger("qa")
 
 
 @dataclass(frozen=True)
@@ -153,8 +155,9 @@ class SpanModelReader:
     signals (``Calibration.selection``: span score, the passage's no-answer score, its
     cosine, fused retrieval score and rank, and how many of the question's words the
     span's sentence holds) picks one. The weights are fitted by ``training/calibrate.py``
-    on articles the reader never trained on; without them, span score minus no-answer
-    score less 0.3 per retrieval rank decides.
+    on articles the reader never trained on and read from ``calibration.json`` in the reader's
+    folder; without them (a reader of your own not yet calibrated: a warning says so), span
+    score minus no-answer score less 0.3 per retrieval rank decides.
 
     Of the top ``passages`` hits it reads only those whose fused retrieval score is within
     ``read_gap`` of the best hit's: a passage further behind was rarely the one quoted, and the
@@ -196,6 +199,13 @@ class SpanModelReader:
         self._model.load()
         if not self._checked:  # warns once if the calibration was fitted for other weights
             self._checked = True
+            if self.calibration.source == "default":
+                log.warning(
+                    "the reader in %s has no calibration.json: its confidence is the uncalibrated "
+                    "margin rule, so min_confidence is not a chosen threshold; fit one with "
+                    "`python -m training.calibrate --reader-path %s`",
+                    self._model.path, self._model.path,
+                )  # fmt: skip
             self.calibration.check(
                 self._model.info["sha256"], self.dense_weight, self.passages, self.embedding_model,
                 self.read_gap, self.sentence_weight, self.overlap_weight,
@@ -270,16 +280,21 @@ def make_reader(
     sentence_weight: float | None = None,
     overlap_weight: float | None = None,
 ) -> Reader:
-    """The reader for a ``Settings.reader`` value: "model", "none", or "auto" (model if shipped)."""
+    """The reader for a ``Settings.reader`` value: "model", "none", or "auto" (model if shipped).
+
+    ``path`` is a reader folder of either format (``qa.answer.span_reader``; empty: the shipped
+    reader); one given that holds no reader raises ModelError now, not at the first question."""
     if kind == "none":
         return SentenceReader(embedder, passages)
     try:
-        from qa.answer.span_reader import SpanReader
+        from qa.answer.span_reader import SpanReader, check_folder
     except ImportError:
-        if kind == "model":
+        if kind == "model" or path:
             raise
         return SentenceReader(embedder, passages)
-    if kind == "auto" and not SpanReader.available(path or None):
+    if path:
+        check_folder(path)  # a reader of the user's own: never silently the sentence fallback
+    elif kind == "auto" and not SpanReader.available():
         return SentenceReader(embedder, passages)
     return SpanModelReader(
         path, passages, max_answer_tokens, dense_weight, embedder.name, read_gap, sentence_weight,
