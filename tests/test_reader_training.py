@@ -64,6 +64,77 @@ def _squad(tmp: Path) -> Path:
     return folder
 
 
+_TRAIN = {  # a tiny train file's articles: paragraphs and their (question, answer) pairs
+    "Mount_Everest": [
+        (
+            "Mount Everest is the highest mountain above sea level, at 8,849 metres. It lies in the "
+            "Mahalangur Himal sub-range of the Himalayas, on the border of Nepal and China.",
+            [
+                ("How high is Mount Everest?", "8,849 metres"),
+                ("In which sub-range does Everest lie?", "Mahalangur Himal"),
+            ],
+        ),
+        (
+            "Tenzing Norgay and Edmund Hillary made the first confirmed ascent of Everest in 1953, "
+            "climbing the southeast ridge from Nepal.",
+            [
+                ("Who climbed Everest with Edmund Hillary?", "Tenzing Norgay"),
+                ("In which year was Everest first climbed?", "1953"),
+            ],
+        ),
+        (
+            "Climbers on the mountain face altitude sickness, storms and fierce winds. Most "
+            "expeditions breathe bottled oxygen above 8,000 metres.",
+            [("What do most expeditions breathe high on the mountain?", "bottled oxygen")],
+        ),
+    ],
+    "Honey_bee": [
+        (
+            "A honey bee colony has a single queen, thousands of female workers and a few hundred "
+            "male drones.",
+            [("How many queens does a colony have?", "a single queen"), ("Which bees are male?", "drones")],
+        ),
+        (
+            "Worker bees collect nectar from flowers and turn it into honey, which they store in "
+            "combs of wax.",
+            [
+                ("Where do bees store honey?", "combs of wax"),
+                ("What do bees collect from flowers?", "nectar"),
+            ],
+        ),
+        (
+            "A forager tells its sisters where flowers are with the waggle dance, whose angle "
+            "points towards the food.",
+            [("How does a bee tell others where flowers are?", "the waggle dance")],
+        ),
+    ],
+}
+
+
+def _train_file(tmp: Path) -> Path:
+    """A tiny SQuAD v1.1 train file, in the format of ../shared/train/squad-v1.1-train.json."""
+    data = []
+    for title, paras in _TRAIN.items():
+        paragraphs = [
+            {
+                "context": ctx,
+                "qas": [
+                    {
+                        "id": f"{title}-{p}-{i}",
+                        "question": q,
+                        "answers": [{"text": a, "answer_start": ctx.index(a)}],
+                    }
+                    for i, (q, a) in enumerate(qas)
+                ],
+            }
+            for p, (ctx, qas) in enumerate(paras)
+        ]
+        data.append({"title": title, "paragraphs": paragraphs})
+    path = tmp / "squad-v1.1-train.json"
+    path.write_text(json.dumps({"version": "1.1", "data": data}))
+    return path
+
+
 def test_tiny_training_run_ships_a_loadable_reader(tmp_path: Path) -> None:
     from training.reader import main
 
@@ -146,6 +217,71 @@ def test_tiny_training_run_ships_a_loadable_reader(tmp_path: Path) -> None:
     assert got["three_passages"]["by_margin"]["gold_passage_chosen"] == 100.0
 
 
+def test_a_run_killed_after_a_checkpoint_resumes_to_the_same_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    import training.reader as loop
+
+    data, train = _squad(tmp_path), _train_file(tmp_path)
+
+    def run(name: str, *extra: str) -> tuple[Path, dict]:
+        out, work = tmp_path / name, tmp_path / f"{name}-work"
+        rc = loop.main([
+            "--out", str(out), "--work", str(work), "--data-dir", str(data), "--holdout", "Article_2",
+            "--train-file", str(train), "--article-negatives", "0.5", "--distractors", "0",
+            "--epochs", "2", "--batch-size", "4", "--device", "cpu", "--seed", "3",
+            "--eval-at-questions", "6,20", *extra,
+        ])  # fmt: skip
+        assert rc == 0
+        return out, json.loads((work / "train_log.json").read_text())
+
+    whole, whole_log = run("whole")
+    counts = whole_log["counts"]
+    assert counts["answerable_train_file"] == 10 and counts["article_negatives"] > 0
+    per_epoch = math.ceil(counts["features"] / 4)
+    assert per_epoch > 3 and whole_log["state"]["step"] == 2 * per_epoch
+
+    # a run that checkpoints every step (``--ckpt-minutes 0``) dies right after saving step 3
+    class Killed(Exception):
+        pass
+
+    def log_then_die(msg: str) -> None:
+        print(msg)
+        if msg == "checkpoint saved at step 3":
+            raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "log", log_then_die)
+        with pytest.raises(Killed):
+            run("cut", "--ckpt-minutes", "0")
+    ck = torch.load(tmp_path / "cut-work" / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert (ck["state"]["epoch"], ck["state"]["batch"], ck["state"]["step"]) == (0, 3, 3)
+    capsys.readouterr()
+    cut, cut_log = run("cut", "--resume")
+    assert "epoch 0 batch 3 step 3" in capsys.readouterr().out  # resumed, not restarted
+    assert len(cut_log["state"]["runs"]) == 2
+
+    # the rest of epoch 1 and all of epoch 2 ran as in the uninterrupted run: the same weights
+    def same_weights(a: Path, b: Path) -> bool:
+        x, y = load_file(str(a)), load_file(str(b))
+        return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+    # (tensors, not file bytes: safetensors may write its metadata in another order)
+    for epoch in (1, 2):
+        name = f"epoch{epoch}_fp32.safetensors"
+        assert same_weights(tmp_path / "whole-work" / name, tmp_path / "cut-work" / name)
+    assert same_weights(whole / "reader.safetensors", cut / "reader.safetensors")
+    losses = [e["train_loss"] for e in whole_log["state"]["epochs_log"]]
+    assert [e["train_loss"] for e in cut_log["state"]["epochs_log"]] == losses
+    assert all(math.isfinite(x) for x in losses)
+    curve = [(c["questions_seen"], c["step"], c["heldout"]["f1"]) for c in whole_log["state"]["curve"]]
+    assert len(curve) == 2 and curve[0][1] < 3 < curve[1][1]  # one point before the kill, one after
+    assert [(c["questions_seen"], c["step"], c["heldout"]["f1"]) for c in cut_log["state"]["curve"]] == curve
+
+
 def test_probe_declines_below_the_threshold_that_answers_the_share() -> None:
     from training.probe import NO_SPAN, best_of, declined_at
 
@@ -160,7 +296,7 @@ def test_probe_declines_below_the_threshold_that_answers_the_share() -> None:
 
 
 def test_probe_chooses_a_passage_by_margin_or_by_span_score() -> None:
-    from training.reader import choose_passages as choice
+    from training.reader_eval import choose_passages as choice
 
     gold, other = "Paris is in France.", "Lyon is in France too."
     questions = [{"question": "Where is Paris?", "context": gold, "golds": ["France"]}]
@@ -185,8 +321,8 @@ def test_training_from_a_reader_and_averaging_readers(tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
     from training.average import main as average
-    from training.reader import build_model_for_tests
     from training.reader import main as train
+    from training.reader_model import build_model_for_tests
 
     data = _squad(tmp_path)
     a = build_model_for_tests(tmp_path / "a", seed=0)
@@ -250,7 +386,8 @@ def test_every_annotated_answer_is_a_label_and_its_mass_is_the_loss() -> None:
     import torch
 
     from qa.answer.span_reader import load_tokenizer
-    from training.reader import label_masks, make_features, marginal_nll
+    from training.reader_features import make_features
+    from training.reader_model import label_masks, marginal_nll
 
     ctx = _PARAS[0][0]
     q = {
@@ -265,7 +402,7 @@ def test_every_annotated_answer_is_a_label_and_its_mass_is_the_loss() -> None:
             {"text": "Gustave Eiffel", "answer_start": ctx.index("Gustave Eiffel")},
         ],
     }
-    from training.reader import _example
+    from training.reader_data import _example
 
     ex = _example(q, ctx, "v1.1")
     assert len(ex["answers"]) == 2 and ex["answer_text"] == "Gustave Eiffel"
@@ -291,7 +428,7 @@ def test_every_annotated_answer_is_a_label_and_its_mass_is_the_loss() -> None:
 
 
 def test_distractors_are_the_top_other_paragraphs_and_later_ones_skip_answers() -> None:
-    from training.reader import bm25_distractors
+    from training.reader_data import bm25_distractors
 
     corpus = [
         "The Eiffel Tower in Paris was designed by the company of Gustave Eiffel.",  # gold
@@ -334,7 +471,8 @@ def test_retriever_distractors_skip_the_gold_repeats_and_paragraphs_holding_an_a
 
 
 def test_a_distractor_file_supplies_the_picks_and_a_file_for_other_data_is_refused(tmp_path: Path) -> None:
-    from training.reader import build_data, paragraph_key, sha256_file
+    from qa.answer.span_reader import sha256_file
+    from training.reader_data import build_data, paragraph_key
 
     data = _squad(tmp_path)
     hold = ["Article_2"]
@@ -358,7 +496,7 @@ def test_a_distractor_file_supplies_the_picks_and_a_file_for_other_data_is_refus
     assert dis["q0_1#distractor"] == plants and dis["q1_1#distractor"] == eiffel  # not in the file: BM25's
     assert nile not in dis.values()  # the held-out article is never a distractor
     assert counts["distractors_from_file"] == 2 and counts["distractors"] == 3
-    from training.reader import _distractor_lines
+    from training.reader_card import _distractor_lines
 
     assert "2 questions, the app's hybrid retriever" in " ".join(_distractor_lines(counts))
     for bad, why in (
@@ -377,7 +515,7 @@ def test_a_distractor_file_supplies_the_picks_and_a_file_for_other_data_is_refus
 @pytest.mark.model  # the bundled embedding model, through the app's own retrieval
 def test_distractors_are_mined_with_the_apps_retriever(tmp_path: Path) -> None:
     from training.distractors import main
-    from training.reader import build_data, paragraph_key
+    from training.reader_data import build_data, paragraph_key
 
     data = _squad(tmp_path)
     out = tmp_path / "mined.json"
@@ -403,18 +541,15 @@ def test_shared_norm_softmax_spans_a_questions_windows_and_keeps_them_in_one_bat
     import torch
 
     from qa.answer.span_reader import load_tokenizer
-    from training.reader import (
-        _example,
+    from training.reader_data import _example, build_data
+    from training.reader_features import (
         batch_groups,
-        build_data,
-        context_mask,
         feature_units,
-        first_answer_masks,
         make_batches,
         make_features,
         make_unit_batches,
-        shared_norm_nll,
     )
+    from training.reader_model import context_mask, first_answer_masks, shared_norm_nll
 
     # two rows of one question (gold window, distractor window) and a row alone
     am = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]])
@@ -523,8 +658,9 @@ def test_distillation_from_an_ensemble_of_readers(tmp_path: Path) -> None:
     import numpy as np
     import torch
 
-    from training.reader import build_model_for_tests, distill_loss, teacher_targets
     from training.reader import main as train
+    from training.reader_distill import distill_loss, teacher_targets
+    from training.reader_model import build_model_for_tests
 
     data = _squad(tmp_path)
     teachers = [build_model_for_tests(tmp_path / f"t{i}", seed=i) for i in range(2)]
@@ -586,7 +722,7 @@ def test_paired_gain_of_one_reader_over_another() -> None:
 
 def test_long_passage_is_windowed_with_exact_offsets(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    from training.reader import build_model_for_tests
+    from training.reader_model import build_model_for_tests
 
     out = build_model_for_tests(tmp_path / "m")
     reader = SpanReader(out, max_length=64, stride=16)

@@ -20,7 +20,10 @@ import numpy as np
 import torch
 
 from qa.answer.span_reader import WEIGHTS_FILE, SpanReader, build_model, sha256_file
-from training.reader import DATA_DIR, build_data, export, load_reader_folder, log, question_scores, summarise
+from training.reader import log
+from training.reader_data import DATA_DIR, build_data
+from training.reader_eval import question_scores, summarise
+from training.reader_model import export, load_reader_folder
 
 CARD = "README.md"
 

@@ -30,7 +30,7 @@ from qa.errors import QAError
 from qa.evaluation import evaluate as ev
 from qa.store.embedding import make_embedder
 from qa.store.files import write_atomic
-from training.reader import DATA_DIR, HOLDOUT, V1_FILE, answer_pattern, load_squad, paragraph_key
+from training.reader_data import DATA_DIR, HOLDOUT, V1_FILE, answer_pattern, load_squad, paragraph_key
 
 #: Retrieval depth searched for each question's picks.
 DEPTH = 12
@@ -41,7 +41,7 @@ KEEP = 4
 def pick(hits: list[tuple[str, str]], gold_doc: str, answers: list[str], keep: int = KEEP) -> list[str]:
     """From ranked ``(doc_id, paragraph text)`` hits, the first ``keep`` distinct paragraphs that
     are not ``gold_doc`` and hold none of ``answers`` (``answer_pattern``, case-insensitive).
-    (``training.reader.bm25_distractors`` keeps its plain substring test, so that the recorded
+    (``training.reader_data.bm25_distractors`` keeps its plain substring test, so that the recorded
     BM25 runs still rebuild the same data.)"""
     bad = [answer_pattern(a) for a in answers if a.strip()]
     seen: set[str] = set()

@@ -3,7 +3,7 @@
     python -m training.embedder --out artifacts/embedder   # make train-embedder
 
 Data: the answerable questions of the SQuAD v1.1 and v2.0 dev halves in /work/shared/eval
-(CC BY-SA 4.0), without the six articles the reader holds out (``training.reader.HOLDOUT``), so
+(CC BY-SA 4.0), without the six articles the reader holds out (``training.reader_data.HOLDOUT``), so
 retrieval is scored on articles neither model saw. Each question is paired with the chunk of its
 paragraph that holds its answer, chunked and titled exactly as the index embeds it
 (``qa.ingest.chunking``, ``qa.store.index.embed_text``), and with one hard negative: the training chunk of
@@ -38,7 +38,8 @@ from qa.evaluation.evaluate import load_squad
 from qa.ingest.chunking import chunk_document
 from qa.store.embedding import MeanPoolingModel, resolve_model
 from qa.store.index import embed_text
-from training.reader import DATA_DIR, HOLDOUT, V1_FILE, V2_FILE, hardware, log
+from training.reader import hardware, log
+from training.reader_data import DATA_DIR, HOLDOUT, V1_FILE, V2_FILE
 
 WEIGHTS = "model.safetensors"
 #: Cosine weights the card reports the fused ranking at: the base model's tuned weight (on all

@@ -31,16 +31,8 @@ import numpy as np
 import torch
 
 from qa.answer.span_reader import CONFIG_FILE, PassageReading, SpanReader
-from training.reader import (
-    DATA_DIR,
-    V2_FILE,
-    bm25_distractors,
-    build_data,
-    choose_passages,
-    evaluate,
-    evaluate_with_distractor,
-    load_squad,
-)
+from training.reader_data import DATA_DIR, V2_FILE, bm25_distractors, build_data, load_squad
+from training.reader_eval import choose_passages, evaluate, evaluate_with_distractor
 
 
 def declined_at(

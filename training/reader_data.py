@@ -1,0 +1,335 @@
+"""The reader's training examples: SQuAD files to questions, passages and no-answer negatives.
+
+Data: SQuAD v1.1 + v2.0 dev halves in /work/shared/eval (CC BY-SA 4.0), plus any ``--train-file``.
+Held-out articles are excluded from training and give the validation questions. Each answerable
+question yields its gold paragraph (answer labelled) and its distractors (top BM25 other training
+paragraphs, or a ``training.distractors`` file's picks), and optionally its own article's top BM25
+paragraph without the answer; v2.0 unanswerable questions are labelled no-answer too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+from qa.answer.span_reader import sha256_file
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "eval"  # /work/shared/eval
+V1_FILE = "squad-v1.1-dev-a.json"
+V2_FILE = "squad-v2.0-dev-a.json"
+HOLDOUT = [
+    "1973_oil_crisis",
+    "French_and_Indian_War",
+    "Huguenot",
+    "Imperialism",
+    "Scottish_Parliament",
+    "Yuan_dynasty",
+]
+
+
+def load_squad(path: Path) -> list[dict[str, Any]]:
+    """The articles (``data``) of a SQuAD JSON file."""
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)["data"]
+
+
+def _example(q: dict[str, Any], ctx: str, source: str, **extra: Any) -> dict[str, Any]:
+    """A training example from a SQuAD question: its first answer, or none when unanswerable."""
+    answer = q["answers"][0] if q.get("answers") and not q.get("is_impossible") else None
+    every = dict.fromkeys((a["answer_start"], a["text"]) for a in q["answers"]) if answer else {}
+    return {
+        "id": q["id"],
+        "question": q["question"],
+        "context": ctx,
+        "answer_start": answer["answer_start"] if answer else None,
+        "answer_text": answer["text"] if answer else "",
+        "answers": list(every),
+        **extra,
+        "source": source,
+    }
+
+
+def _no_answer(e: dict[str, Any], suffix: str, context: str, source: str) -> dict[str, Any]:
+    """Answerable example ``e``'s question on another passage, labelled no-answer; it joins ``e``'s
+    group (``--shared-norm``) under ``e``'s id plus ``suffix``."""
+    return {
+        "id": e["id"] + suffix,
+        "group": e["id"],
+        "question": e["question"],
+        "context": context,
+        "answer_start": None,
+        "answer_text": "",
+        "answers": [],
+        "source": source,
+    }
+
+
+def build_data(
+    data_dir: Path,
+    holdout: list[str],
+    seed: int,
+    limit: int | None,
+    distractors_per_question: int = 1,
+    distractor_file: Path | None = None,
+    train_files: list[Path] | None = None,
+    article_negatives: float = 0.0,
+) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]], list[str]]:
+    """Training examples, counts, held-out v1 questions (with golds) and held-out paragraphs.
+
+    Each answerable question gets ``distractors_per_question`` no-answer distractors, the top
+    BM25 training paragraphs other than its own; beyond the first, a paragraph that holds one
+    of the question's answers word for word is skipped (its no-answer label would be wrong).
+    With ``distractor_file`` (``training.distractors``), a question it names takes its first
+    picks from there instead (the product's retriever; none if it lists none); any other
+    question keeps BM25's.
+
+    ``train_files`` (SQuAD v1.1 JSON, e.g. the train set) add their answerable questions; none of
+    their articles may be held out. ``article_negatives`` (0-1) is the share of answerable
+    questions that also get a no-answer paragraph **of their own article**: its top BM25
+    paragraph that is neither the gold one nor holds one of the answers as whole words (what a
+    question looks like when its own paragraph is not indexed but its neighbours are)."""
+    v1 = load_squad(data_dir / V1_FILE)
+    v2 = load_squad(data_dir / V2_FILE)
+    hold = set(holdout)
+    rng = random.Random(seed)
+
+    answerable: list[dict[str, Any]] = []
+    train_paras: list[str] = []
+    heldout_q: list[dict[str, Any]] = []
+    heldout_paras: list[str] = []
+    v1_ids: set[str] = set()
+    v1_keys: set[tuple[str, str]] = set()
+    for art in v1:
+        for para in art["paragraphs"]:
+            ctx = para["context"]
+            if art["title"] in hold:
+                heldout_paras.append(ctx)
+            else:
+                train_paras.append(ctx)
+            for q in para["qas"]:
+                v1_ids.add(q["id"])
+                v1_keys.add((q["question"].strip().lower(), ctx))
+                golds = [a["text"] for a in q["answers"]]
+                if art["title"] in hold:
+                    heldout_q.append(
+                        {
+                            "id": q["id"],
+                            "question": q["question"],
+                            "context": ctx,
+                            "golds": golds,
+                            "para": len(heldout_paras) - 1,
+                            "title": art["title"],
+                        }
+                    )
+                    continue
+                answerable.append(
+                    _example(q, ctx, "v1.1", para=len(train_paras) - 1, article=f"dev:{art['title']}")
+                )
+    for tf in train_files or []:
+        extra = load_squad(Path(tf))
+        leak = sorted({a["title"] for a in extra} & hold)
+        if leak:
+            raise SystemExit(f"--train-file {tf} holds held-out articles: {', '.join(leak)}")
+        for art in extra:
+            for para in art["paragraphs"]:
+                train_paras.append(para["context"])
+                for q in para["qas"]:
+                    if q.get("answers") and not q.get("is_impossible"):
+                        answerable.append(
+                            _example(
+                                q,
+                                para["context"],
+                                "train",
+                                para=len(train_paras) - 1,
+                                article=f"{tf}:{art['title']}",
+                            )
+                        )
+    unanswerable: list[dict[str, Any]] = []
+    v2_answerable_dup = 0
+    for art in v2:
+        if art["title"] in hold:
+            continue
+        for para in art["paragraphs"]:
+            ctx = para["context"]
+            for q in para["qas"]:
+                if q.get("is_impossible"):
+                    unanswerable.append(_example(q, ctx, "v2.0-unanswerable"))
+                elif q["id"] in v1_ids or (q["question"].strip().lower(), ctx) in v1_keys:
+                    v2_answerable_dup += 1
+                else:
+                    answerable.append(_example(q, ctx, "v2.0", para=None, article=f"dev:{art['title']}"))
+    article_paras: dict[str, list[int]] = {}
+    for e in answerable:
+        e["group"] = e["id"]  # its distractors join this group (``--shared-norm``)
+        if e.get("para") is not None:
+            article_paras.setdefault(e["article"], []).append(e["para"])
+    rng.shuffle(answerable)
+    rng.shuffle(unanswerable)
+    if limit is not None:
+        n_un = round(limit * len(unanswerable) / max(1, len(answerable)))
+        answerable = answerable[:limit]
+        unanswerable = unanswerable[:n_un]
+
+    # distractors: from the file, else the top BM25 training paragraphs other than the gold one
+    mined = read_distractor_file(distractor_file, data_dir, holdout, train_paras) if distractor_file else {}
+    rest = [e for e in answerable if e["id"] not in mined] if distractors_per_question else []
+    bm25_picks = bm25_distractors(
+        [e["question"] for e in rest],
+        [e["context"] for e in rest],
+        train_paras,
+        n=distractors_per_question,
+        avoid=[[t for _, t in e["answers"]] for e in rest],
+    )
+    by_bm25 = {e["id"]: row for e, row in zip(rest, bm25_picks, strict=True)}
+    per = distractors_per_question
+    picks = [mined[e["id"]][:per] if e["id"] in mined else by_bm25.get(e["id"], []) for e in answerable]
+    examples = list(answerable)
+    for e, row in zip(answerable, picks, strict=True):
+        for j, d in enumerate(row):
+            suffix = "#distractor" if j == 0 else f"#distractor{j + 1}"
+            examples.append(_no_answer(e, suffix, d, "distractor"))
+    chosen = rng.sample(answerable, round(article_negatives * len(answerable))) if article_negatives else []
+    negatives = same_article_negatives(chosen, train_paras, article_paras)
+    for e, d in negatives:
+        examples.append(_no_answer(e, "#article-negative", d, "article-negative"))
+    examples.extend(unanswerable)
+    counts = {
+        "answerable_questions": len(answerable),
+        "answerable_v1.1": sum(e["source"] == "v1.1" for e in answerable),
+        "answerable_v2.0_added": sum(e["source"] == "v2.0" for e in answerable),
+        "v2.0_answerable_duplicates_dropped": v2_answerable_dup,
+        "distractors": sum(len(row) for row in picks),
+        "distractors_per_question": distractors_per_question,
+        "answerable_train_file": sum(e["source"] == "train" for e in answerable),
+        "article_negatives": len(negatives),
+        "article_negatives_asked": len(chosen),
+        **({"distractors_from_file": len(answerable) - len(rest)} if distractor_file else {}),
+        "unanswerable_v2.0": len(unanswerable),
+        "training_examples": len(examples),
+        "training_paragraphs": len(train_paras),
+        "heldout_questions_v1.1": len(heldout_q),
+        "heldout_paragraphs_v1.1": len(heldout_paras),
+    }
+    return examples, counts, heldout_q, heldout_paras
+
+
+def answer_pattern(answer: str) -> re.Pattern[str]:
+    """Where ``answer`` stands in a lower-cased text as whole words: "2" is in "won 2 titles", not
+    in "2015"; an end that is not a word character ("U.S.", "$5") needs no boundary there."""
+    a = answer.strip().lower()
+    head = r"(?<!\w)" if re.match(r"\w", a) else ""
+    tail = r"(?!\w)" if re.search(r"\w$", a) else ""
+    return re.compile(head + re.escape(a) + tail)
+
+
+def same_article_negatives(
+    chosen: list[dict[str, Any]], paras: list[str], article_paras: dict[str, list[int]], depth: int = 8
+) -> list[tuple[dict[str, Any], str]]:
+    """For each chosen answerable example (with ``article`` and ``para``, its index into
+    ``paras``; ``article_paras`` lists each article's paragraph indices), the top BM25
+    paragraph of its own article that is not its gold paragraph and holds none of its answers
+    as whole words; examples whose article offers none are left out."""
+    import bm25s
+
+    by_article: dict[str, list[dict[str, Any]]] = {}
+    for e in chosen:
+        if e.get("article") and e.get("para") is not None:
+            by_article.setdefault(e["article"], []).append(e)
+    out: list[tuple[dict[str, Any], str]] = []
+    for art, exs in sorted(by_article.items()):
+        members = sorted(set(article_paras.get(art, [])) | {e["para"] for e in exs})
+        if len(members) < 2:
+            continue
+        texts = [paras[i] for i in members]
+        retriever = bm25s.BM25()
+        retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
+        k = min(depth, len(texts))
+        docs, _ = retriever.retrieve(
+            bm25s.tokenize([e["question"] for e in exs], stopwords="en", show_progress=False),
+            k=k,
+            show_progress=False,
+        )
+        for e, row in zip(exs, docs, strict=True):
+            bad = [answer_pattern(t) for _, t in e["answers"] if t.strip()]
+            for idx in row:
+                j = members[int(idx)]
+                text = paras[j]
+                if j == e["para"] or text == e["context"] or any(b.search(text.lower()) for b in bad):
+                    continue
+                out.append((e, text))
+                break
+    return out
+
+
+def paragraph_key(text: str) -> str:
+    """How a distractor file names a paragraph: the sha1 of its text."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def read_distractor_file(
+    path: Path, data_dir: Path, holdout: list[str], train_paras: list[str]
+) -> dict[str, list[str]]:
+    """Question id -> distractor paragraphs, from a ``training.distractors`` file made for this
+    v1.1 file and these held-out articles (else SystemExit saying which differs)."""
+    try:
+        mined = json.loads(Path(path).read_text(encoding="utf-8"))
+        picks = mined["picks"]
+        if not all(isinstance(row, list) and all(isinstance(k, str) for k in row) for row in picks.values()):
+            raise ValueError("its picks are not lists of paragraph keys")
+        made_for = mined.get("holdout")
+        if not isinstance(made_for, list) or not all(isinstance(t, str) for t in made_for):
+            raise ValueError("its holdout is not a list of titles")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise SystemExit(f"--distractor-file {path}: not a training.distractors file ({exc})") from None
+    if sorted(made_for) != sorted(holdout):
+        raise SystemExit(
+            f"--distractor-file {path} was made holding out {mined.get('holdout')}, not {sorted(holdout)}"
+        )
+    sha = sha256_file(data_dir / V1_FILE)
+    if mined.get("file_sha256") != sha:
+        raise SystemExit(f"--distractor-file {path} was made from another {V1_FILE} (sha256 differs)")
+    by_key = {paragraph_key(t): t for t in train_paras}
+    unknown = {k for row in picks.values() for k in row} - by_key.keys()
+    if unknown:  # a held-out or unknown paragraph would leak
+        raise SystemExit(f"--distractor-file {path} names {len(unknown)} non-training paragraphs")
+    return {qid: [by_key[k] for k in row] for qid, row in picks.items()}
+
+
+def bm25_distractors(
+    questions: list[str],
+    golds: list[str],
+    corpus: list[str],
+    n: int = 1,
+    avoid: list[list[str]] | None = None,
+) -> list[list[str]]:
+    """Per question, up to ``n`` of its top BM25 paragraphs of ``corpus`` other than its gold one.
+    The first pick is the top one; later picks also skip a paragraph that contains one of the
+    question's ``avoid`` strings (case-insensitive)."""
+    import bm25s
+
+    if not questions:
+        return []
+    uniq = list(dict.fromkeys(corpus))
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(uniq, stopwords="en", show_progress=False), show_progress=False)
+    k = min(n + 4, len(uniq))
+    docs, _ = retriever.retrieve(
+        bm25s.tokenize(questions, stopwords="en", show_progress=False), k=k, show_progress=False
+    )
+    out: list[list[str]] = []
+    for i, (row, gold) in enumerate(zip(docs, golds, strict=True)):
+        bad = [a.lower() for a in (avoid[i] if avoid else []) if a.strip()]
+        picks: list[str] = []
+        for idx in row:
+            para = uniq[int(idx)]
+            if para == gold or (picks and any(a in para.lower() for a in bad)):
+                continue
+            picks.append(para)
+            if len(picks) == n:
+                break
+        out.append(picks)
+    return out
