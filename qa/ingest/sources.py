@@ -58,27 +58,35 @@ def read_folder(seeds_dir: Path, max_file_bytes: int = 64 * 1024 * 1024) -> Read
         )
     root = root.resolve()
     result = ReadResult()
-    for path in _walk(root, result.warnings):
-        doc_id = path.relative_to(root).as_posix()
-        try:
-            size = path.stat().st_size
-            if size > max_file_bytes:
-                raise _Skip(f"larger than the {max_file_bytes // (1024 * 1024)} MB limit")
-            doc = read_file(path, doc_id)
-        except _Skip as why:
-            result.warnings.append(f"skipped {doc_id}: {why}")
-            continue
-        except OSError as exc:
-            result.warnings.append(f"skipped {doc_id}: cannot read it ({exc.strerror or exc})")
-            continue
-        result.documents.append(doc)
+    for path in walk(root, result.warnings):
+        doc, warnings = read_entry(root, path, max_file_bytes)
+        result.warnings.extend(warnings)
+        if doc is not None:
+            result.documents.append(doc)
     for warning in result.warnings:
         log.warning(warning)
     return result
 
 
-def _walk(root: Path, warnings: list[str]) -> Iterable[Path]:
-    """Yield supported files under root, refusing links that lead outside it."""
+def read_entry(root: Path, path: Path, max_file_bytes: int) -> tuple[Document | None, list[str]]:
+    """One file of the seeds folder ``root``: its Document (None when it is skipped) and the
+    warnings it gets, each naming the file. A cluster build's workers read their files with it."""
+    doc_id = path.relative_to(root).as_posix()
+    try:
+        size = path.stat().st_size
+        if size > max_file_bytes:
+            raise _Skip(f"larger than the {max_file_bytes // (1024 * 1024)} MB limit")
+        doc = read_file(path, doc_id)
+    except _Skip as why:
+        return None, [f"skipped {doc_id}: {why}"]
+    except OSError as exc:
+        return None, [f"skipped {doc_id}: cannot read it ({exc.strerror or exc})"]
+    return doc, []
+
+
+def walk(root: Path, warnings: list[str]) -> Iterable[Path]:
+    """Yield supported files under root (sorted by path), refusing links that lead outside it;
+    a file left out gets a warning in ``warnings``."""
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):

@@ -41,7 +41,7 @@ from qa.errors import ConfigError, QAError
 from qa.pipeline import QA
 from qa.serve import api, ui
 from qa.serve.feedback import FeedbackLog
-from qa.serve.watch import refresh
+from qa.serve.watch import follow, refresh
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -494,7 +494,8 @@ class Reloader:
 
     The build writes a new generation beside the live one under the index's build lock
     (a second build at once gets BuildLockedError, a 409); ``QA.reload`` then swaps it in
-    with one assignment, so questions asked meanwhile never see a half-built index.
+    with one assignment, so questions asked meanwhile never see a half-built index. A
+    read-only replica builds nothing: it swaps in the generation another process published.
     """
 
     def __init__(self, qa: QA) -> None:
@@ -502,7 +503,7 @@ class Reloader:
 
     def __call__(self) -> dict[str, Any]:
         """Rebuild (re-embedding only what changed) and swap; returns what changed."""
-        report, swapped = refresh(self.qa)
+        report, swapped = (follow if self.qa.settings.read_only else refresh)(self.qa)
         return {**dataclasses.asdict(report), "swapped": swapped}
 
 
@@ -540,13 +541,16 @@ def serve(settings: Settings) -> None:
 
 
 def _serve(settings: Settings, sock: socket.socket) -> None:
-    from qa.serve.watch import SeedWatcher
+    from qa.serve.watch import GenerationFollower, SeedWatcher
 
     print(
         f"Checking the index of {settings.seeds_dir} in {settings.index_dir} ...", file=sys.stderr, flush=True
     )
     try:
-        engine = QA.build(settings.seeds_dir, settings.index_dir, settings=settings)
+        if settings.read_only:  # a replica: one other process builds the shared index
+            engine = QA.load(settings=settings)
+        else:
+            engine = QA.build(settings.seeds_dir, settings.index_dir, settings=settings)
     except OSError as exc:  # e.g. the index path is a file, or not writable
         where = exc.filename or settings.index_dir
         raise ConfigError(
@@ -571,7 +575,7 @@ def _serve(settings: Settings, sock: socket.socket) -> None:
     server = _Server(config)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     server.url = f"http://{host}:{settings.port}/"
-    watcher = None
+    watcher = follower = None
     if settings.watch_interval > 0:
 
         def refreshed(swapped: bool) -> None:
@@ -584,7 +588,14 @@ def _serve(settings: Settings, sock: socket.socket) -> None:
                     flush=True,
                 )
 
-        watcher = SeedWatcher(engine, settings.watch_interval, on_refresh=refreshed).start()
+        if not settings.read_only:
+            watcher = SeedWatcher(engine, settings.watch_interval, on_refresh=refreshed).start()
+        # Also a generation another process publishes (a replica's builder, or `qa build`).
+        follower = GenerationFollower(
+            engine, settings.watch_interval, on_swap=lambda: print(
+                f"New index generation live: {engine.data.path.name}", file=sys.stderr, flush=True
+            ),
+        ).start()  # fmt: skip
     if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
         # Rebuild in a thread: a signal handler must return at once.
         signal.signal(
@@ -598,3 +609,5 @@ def _serve(settings: Settings, sock: socket.socket) -> None:
     finally:
         if watcher is not None:
             watcher.stop()
+        if follower is not None:
+            follower.stop()

@@ -1,7 +1,10 @@
-"""Live updates: notice changes in the seeds folder, rebuild in the background, swap atomically.
+"""Live updates: notice changes in the seeds folder, rebuild in the background, swap atomically;
+and notice a generation another process published, and swap it in.
 
 Queries keep running on the old index during a rebuild: the build writes a new
 generation beside the live one and ``QA.reload`` swaps it in with one assignment.
+Replicas serving one shared index folder read-only each follow its ``CURRENT`` pointer
+(:class:`GenerationFollower`), so one builder updates them all without a restart.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 from qa.errors import QAError, ReloadError, SourceError
 from qa.ingest import sources
 from qa.pipeline import QA
+from qa.store import files as store
 from qa.store import index as index_mod
 from qa.store.index import BuildReport
 
@@ -65,27 +70,57 @@ def refresh(qa: QA) -> tuple[BuildReport, bool]:
     return report, qa.reload()
 
 
-class SeedWatcher:
-    """Polls the seeds folder and refreshes the index when it changes (a daemon thread)."""
+def follow(qa: QA) -> tuple[BuildReport, bool]:
+    """A replica's reload: swap in the index's live generation, building nothing (another process
+    builds). Returns a report on the live index and whether it was swapped in."""
+    swapped = qa.reload()
+    data = qa.data
+    counts = data.manifest.get("counts", {})
+    report = BuildReport(
+        documents=int(counts.get("documents", 0)), chunks=int(counts.get("chunks", 0)),
+        up_to_date=True, generation=data.path.name,
+    )  # fmt: skip
+    return report, swapped
 
-    def __init__(
-        self, qa: QA, interval: float = 2.0, on_refresh: Callable[[bool], None] | None = None
-    ) -> None:
-        self.qa = qa
+
+class _Poller:
+    """A daemon thread that calls ``check`` every ``interval`` seconds; an error never ends it."""
+
+    def __init__(self, interval: float, name: str) -> None:
         self.interval = interval
-        self.on_refresh = on_refresh
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="qa-seed-watcher", daemon=True)
-        self._last = snapshot(qa.settings.seeds_dir)
-        self.refresh_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def start(self) -> SeedWatcher:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+
+    def check(self) -> bool:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.check()
+            except Exception:  # never let the watcher die; the next tick retries
+                log.exception("live update failed; the current index stays live")
+
+
+class SeedWatcher(_Poller):
+    """Polls the seeds folder and refreshes the index when it changes (a daemon thread)."""
+
+    def __init__(
+        self, qa: QA, interval: float = 2.0, on_refresh: Callable[[bool], None] | None = None
+    ) -> None:
+        super().__init__(interval, "qa-seed-watcher")
+        self.qa = qa
+        self.on_refresh = on_refresh
+        self._last = snapshot(qa.settings.seeds_dir)
+        self.refresh_lock = threading.Lock()
 
     def check(self) -> bool:
         """Refresh now if the folder changed since the last look; True if a new index went live."""
@@ -103,9 +138,33 @@ class SeedWatcher:
             self.on_refresh(swapped)
         return swapped
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.check()
-            except Exception:  # never let the watcher die; the next tick retries
-                log.exception("live update failed; the current index stays live")
+
+class GenerationFollower(_Poller):
+    """Polls the index's ``CURRENT`` pointer and swaps in the generation another process
+    published (one read of a small file a tick). Questions keep the old generation until the
+    new one is loaded whole; its files stay readable meanwhile, since they are memory-mapped
+    and a build keeps the live generation's predecessor."""
+
+    def __init__(self, qa: QA, interval: float = 2.0, on_swap: Callable[[], None] | None = None) -> None:
+        super().__init__(interval, "qa-generation-follower")
+        self.qa = qa
+        self.on_swap = on_swap
+        self._failed = ""  # a generation that would not load: warned about once
+
+    def check(self) -> bool:
+        """Swap in the live generation if it is not the one served; True if it was swapped in."""
+        try:
+            live = store.current_generation(self.qa.settings.index_dir).name
+        except QAError:  # no pointer, or a damaged one: keep serving what is loaded
+            return False
+        if live == self.qa.data.path.name or live == self._failed:
+            return False
+        try:
+            swapped = self.qa.reload()
+        except QAError as exc:
+            self._failed = live
+            log.warning("generation %s not served: %s; the current index stays live", live, exc)
+            return False
+        if swapped and self.on_swap:
+            self.on_swap()
+        return swapped

@@ -17,10 +17,11 @@ Nothing is ever unpickled.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -136,16 +137,20 @@ def build(
     settings: Settings,
     progress: Callable[[int, int], None] | None = None,
     warnings: Sequence[str] = (),
+    chunked: Mapping[str, list[Chunk]] | None = None,
+    lock_held: bool = False,
 ) -> BuildReport:
     """Build or update the index in ``index_dir`` from ``documents``; reuses unchanged vectors.
 
-    ``progress(done, total)`` is called as chunks are embedded.
+    ``progress(done, total)`` is called as chunks are embedded. ``chunked``: documents' chunks
+    made elsewhere (a cluster build's workers), by document id; the others are chunked here.
+    ``lock_held``: the caller already holds the index's build lock (``files.build_lock``).
     """
     t0 = time.perf_counter()
     index_dir = Path(index_dir)
     report = BuildReport(warnings=list(warnings))
     method = sentence_method_for(embedder, settings)
-    with store.build_lock(index_dir):
+    with contextlib.nullcontext() if lock_held else store.build_lock(index_dir):
         store.clean_stale(index_dir)
         previous = _load_previous(index_dir, embedder, settings)
         old_docs = previous.documents if previous else {}
@@ -180,7 +185,7 @@ def build(
             report.seconds = time.perf_counter() - t0
             return report
 
-        chunks = _chunks(documents, previous, settings)
+        chunks = _chunks(documents, previous, settings, chunked or {})
         sentences: np.ndarray | None = None
         starts: np.ndarray | None = None
         if method == POOLED:
@@ -220,8 +225,14 @@ def _load_previous(index_dir: Path, embedder: Embedder, settings: Settings) -> I
     return previous
 
 
-def _chunks(documents: Sequence[Document], previous: IndexData | None, settings: Settings) -> list[Chunk]:
-    """Every document's chunks: an unchanged document (text and title) keeps its previous ones."""
+def _chunks(
+    documents: Sequence[Document],
+    previous: IndexData | None,
+    settings: Settings,
+    chunked: Mapping[str, list[Chunk]],
+) -> list[Chunk]:
+    """Every document's chunks: an unchanged document (text and title) keeps its previous ones,
+    a changed one takes those in ``chunked`` or is chunked here."""
     old_docs = previous.documents if previous else {}
     old_rows: dict[str, list[int]] = {}
     if previous:
@@ -232,6 +243,8 @@ def _chunks(documents: Sequence[Document], previous: IndexData | None, settings:
         old = old_docs.get(doc.doc_id)
         if old is not None and old.sha256 == doc.sha256 and old.title == doc.title and previous:
             chunks.extend(previous.chunks[r] for r in old_rows.get(doc.doc_id, []))
+        elif doc.doc_id in chunked:
+            chunks.extend(chunked[doc.doc_id])
         else:
             chunks.extend(
                 chunk_document(doc, settings.chunk_tokens, settings.chunk_overlap, settings.encoding)
