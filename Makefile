@@ -14,7 +14,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run build test test-fast lint format typecheck eval bench bench-1m train-reader train-embedder browser clean
+.PHONY: help install run build test test-fast lint format typecheck eval eval-chat bench bench-1m train-reader train-embedder browser clean
 
 help: ## list the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -49,6 +49,10 @@ format: install ## format the code
 
 eval: install ## measure retrieval, answers, abstention on SQuAD (EVAL_FILE=..., EVAL_ARGS=...)
 	$(BIN)/qa eval $(EVAL_FILE) $(EVAL_ARGS) --out artifacts/eval
+
+eval-chat: install ## turn accuracy of first turns and follow-ups over eval/conversations*.json (~40 s)
+	$(BIN)/qa eval-chat eval/conversations.json -q
+	$(BIN)/qa eval-chat eval/conversations-heldout.json -q
 
 bench: install ## benchmarks, everything but the 1M-chunk case (see bench/README.md; ~7 min)
 	$(BIN)/python -m bench.run

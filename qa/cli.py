@@ -52,7 +52,9 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ask", help="answer a question with a cited quote")
     p.add_argument("question")
     p.add_argument("--history", action="append", default=[], metavar="Q",
-                   help="a previous question, for follow-ups (repeatable)")  # fmt: skip
+                   help="an earlier question, for follow-ups (repeatable, oldest first)")  # fmt: skip
+    p.add_argument("--answer", dest="history", action="append", type=_assistant, metavar="A",
+                   help="the answer the --history question before it got (repeatable)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
     p.add_argument("--reader", choices=["auto", "model", "none"], help="answer selection")
     p.add_argument("--strict", action="store_true", help=f"exit {NOT_FOUND_EXIT} when not found")
@@ -96,7 +98,15 @@ def parser() -> argparse.ArgumentParser:
     _reader_path(p)
     _common(p, "folder where evaluation indexes are cached, one per file and settings "
                "(default: artifacts/eval-index; never the app's index)")  # fmt: skip
+    from qa.evaluation.conversation import add_arguments as chat_arguments
+
+    p = sub.add_parser("eval-chat", help="turn accuracy of follow-up questions over conversations")
+    chat_arguments(p)
     return ap
+
+
+def _assistant(answer: str) -> dict[str, str]:
+    return {"role": "assistant", "content": answer}
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -222,6 +232,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return int(run_cli(args, _settings(args)) or 0)
 
 
+def cmd_eval_chat(args: argparse.Namespace) -> int:
+    from qa.evaluation.conversation import run_cli
+
+    return run_cli(args, _settings(args))
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "build": cmd_build,
     "ask": cmd_ask,
@@ -229,6 +245,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "info": cmd_info,
     "serve": cmd_serve,
     "eval": cmd_eval,
+    "eval-chat": cmd_eval_chat,
 }
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from qa.answer.conversation import Resolved, parse_history, resolve
 from qa.answer.reader import Reader, Reading, make_reader
 from qa.answer.retrieval import fuse, retrieve
 from qa.config import Settings
@@ -29,14 +30,8 @@ from qa.store.index import BuildReport, IndexData
 from qa.types import Answer, Document, Hit
 
 NOT_FOUND = "I could not find an answer to that in the sources."
+#: An earlier turn: a {"role": "user"|"assistant", "content": ...} message, or a string (a user turn).
 HistoryItem = str | dict[str, Any]
-
-# Words that make a short question lean on the previous one ("and when?", "who signed it?").
-_REFERRING = re.compile(
-    r"^(and|but|also|what about|how about|then)\b|\b(it|its|they|them|their|he|him|his|she|her|"
-    r"this|that|these|those|there|the same)\b",
-    re.IGNORECASE,
-)
 log = logging.getLogger("qa")
 
 
@@ -148,9 +143,8 @@ class QA:
     # -- queries ----------------------------------------------------------------------
     def search(self, question: str, k: int = 5, history: Sequence[HistoryItem] | None = None) -> list[Hit]:
         """The ``k`` best passages for ``question``, ranked by fused dense + BM25 score."""
-        query = self._query(question, history)
         data = self._data
-        hits, _, _ = self._search(data, query, _bounded_k(k), {})
+        hits, _, _ = self._search(data, self._resolve(data, question, history).query, _bounded_k(k), {})
         return hits
 
     def ask(self, question: str, history: Sequence[HistoryItem] | None = None) -> Answer:
@@ -158,15 +152,20 @@ class QA:
         return self.read(question, history)[0]
 
     def read(self, question: str, history: Sequence[HistoryItem] | None = None) -> tuple[Answer, Reading]:
-        """Like ``ask``, also returning the reader's raw ``Reading`` (its confidence features)."""
+        """Like ``ask``, also returning the reader's raw ``Reading`` (its confidence features).
+
+        With ``history`` (the conversation so far, oldest first), the reader answers the question
+        made to stand on its own (``resolve``) and a follow-up does not repeat earlier answers.
+        """
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
-        query = self._query(question, history)
         data = self._data  # one snapshot for the whole question
+        resolved = self._resolve(data, question, history)
         k = max(self.settings.top_k, self.settings.read_passages)
-        hits, qvec, _ = self._search(data, query, k, timings)
+        hits, qvec, _ = self._search(data, resolved.query, k, timings)
         t1 = time.perf_counter()
-        reading = self.reader.read(query, hits, data.documents, qvec)
+        keep = resolved.keep if resolved.avoid else None
+        reading = self.reader.read(resolved.question, hits, data.documents, qvec, keep=keep)
         timings["reader"] = time.perf_counter() - t1
         timings["total"] = time.perf_counter() - t0
         found = reading.citation is not None and reading.confidence >= self.settings.min_confidence
@@ -194,12 +193,19 @@ class QA:
         timings["fusion"] = time.perf_counter() - t1
         return hits, qvec, ranked
 
-    def _query(self, question: str, history: Sequence[HistoryItem] | None) -> str:
+    def resolve(self, question: str, history: Sequence[HistoryItem] | None = None) -> Resolved:
+        """``question`` made to stand on its own given ``history``: what the reader answers, what
+        retrieval searches, the rule that decided, and the earlier answers not to repeat."""
+        return self._resolve(self._data, question, history)
+
+    def _resolve(self, data: IndexData, question: str, history: Sequence[HistoryItem] | None) -> Resolved:
         question = self._clean_question(question)
-        previous = _previous_question(history, self.settings)
-        if previous and _is_follow_up(question):
-            return f"{previous} {question}"
-        return question
+        s = self.settings
+        turns = parse_history(history, s.max_history_turns, s.max_history_chars, self._clean_turn)
+        return resolve(question, turns, known=lambda words: len(data.lexical.idf(words)), declined=NOT_FOUND)
+
+    def _clean_turn(self, content: str) -> str:
+        return " ".join(_CONTROL.sub(" ", content).split())[: self.settings.max_question_chars]
 
     def _clean_question(self, question: Any) -> str:
         if not isinstance(question, str):
@@ -251,33 +257,3 @@ def _bounded_k(k: Any) -> int:
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 100:
         raise InputError("k must be an integer from 1 to 100")
     return k
-
-
-def _previous_question(history: Sequence[HistoryItem] | None, settings: Settings) -> str | None:
-    """The last user question in ``history`` (strings are user turns)."""
-    if history is None:
-        return None
-    if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
-        raise InputError("history must be a list of previous turns")
-    if len(history) > settings.max_history_turns * 2:
-        raise InputError(f"history is too long (at most {settings.max_history_turns} turns)")
-    total = 0
-    last: str | None = None
-    for item in history:
-        if isinstance(item, str):
-            role, content = "user", item
-        elif isinstance(item, dict) and isinstance(item.get("content"), str):
-            role, content = str(item.get("role", "user")), item["content"]
-        else:
-            raise InputError("each history item must be a string or {role, content} object")
-        total += len(content)
-        if total > settings.max_history_chars:
-            raise InputError(f"history is too long (at most {settings.max_history_chars} characters)")
-        if role == "user" and content.strip():
-            last = " ".join(_CONTROL.sub(" ", content).split())[: settings.max_question_chars]
-    return last
-
-
-def _is_follow_up(question: str) -> bool:
-    words = question.split()
-    return len(words) <= 3 or (len(words) <= 8 and bool(_REFERRING.search(question)))

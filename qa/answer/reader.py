@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -67,6 +67,7 @@ class Reader(Protocol):
         hits: Sequence[Hit],
         documents: dict[str, Document],
         query_vector: np.ndarray,
+        keep: Callable[[str], bool] | None = None,
     ) -> Reading: ...
 
 
@@ -117,16 +118,21 @@ class SentenceReader:
         hits: Sequence[Hit],
         documents: dict[str, Document],
         query_vector: np.ndarray,
+        keep: Callable[[str], bool] | None = None,
     ) -> Reading:
+        """``keep``: a sentence it refuses is not offered (a follow-up's earlier answers)."""
         q_terms = set(tokenize(question))
         candidates: list[tuple[Hit, int, int]] = []
         for hit in hits[: self.passages]:
             ch = hit.chunk
             for s, e in sentence_spans(ch.text):
                 candidates.append((hit, ch.start + s, ch.start + e))
+        texts = [documents[h.chunk.doc_id].text[s:e] for h, s, e in candidates]
+        if keep is not None:
+            kept = [i for i, t in enumerate(texts) if keep(t)]
+            candidates, texts = [candidates[i] for i in kept], [texts[i] for i in kept]
         if not candidates:
             return Reading(None, list(hits), 0.0)
-        texts = [documents[h.chunk.doc_id].text[s:e] for h, s, e in candidates]
         sims = self.embedder.embed(texts) @ query_vector.reshape(-1)
         best, best_score, best_parts = 0, -math.inf, (0.0, 0.0)
         for i, ((hit, _, _), text) in enumerate(zip(candidates, texts, strict=True)):
@@ -211,7 +217,9 @@ class SpanModelReader:
                 self.read_gap, self.sentence_weight, self.overlap_weight,
             )  # fmt: skip
 
-    def candidates(self, question: str, hits: Sequence[Hit]) -> list[Candidate]:
+    def candidates(
+        self, question: str, hits: Sequence[Hit], keep: Callable[[str], bool] | None = None
+    ) -> list[Candidate]:
         """Read the top ``passages`` hits within ``read_gap`` of the best; one candidate per
         passage that offers a span."""
         self.load()
@@ -231,6 +239,8 @@ class SpanModelReader:
             # An answer never runs across a line break: in plain text a line break ends a
             # heading, a list item or a paragraph, so such a span joins unrelated pieces.
             spans = [s for s in reading.spans if "\n" not in text[s.start : s.end]]
+            if keep is not None:  # a follow-up's earlier answers: the passage's next best span
+                spans = [s for s in spans if keep(text[s.start : s.end])]
             if not spans:
                 continue
             span = spans[0]
@@ -255,8 +265,10 @@ class SpanModelReader:
         hits: Sequence[Hit],
         documents: dict[str, Document],
         query_vector: np.ndarray,
+        keep: Callable[[str], bool] | None = None,
     ) -> Reading:
-        candidates = self.candidates(question, hits)
+        """``keep``: a span it refuses is not offered (a follow-up's earlier answers)."""
+        candidates = self.candidates(question, hits, keep)
         if not candidates:
             return Reading(None, list(hits), 0.0)
         best = max(candidates, key=lambda c: self.calibration.select(c.features))

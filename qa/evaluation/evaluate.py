@@ -70,6 +70,24 @@ class Dataset:
     selection: tuple[str, ...] = ()  # the article titles chosen with ``--articles`` (else all)
 
 
+def read_json(path: Path, what: str, hint: str, error: type[InputError]) -> tuple[bytes, Any]:
+    """The bytes of a JSON file and what they hold; raises ``error`` naming ``what`` is wrong with
+    it (missing, not UTF-8, not JSON: where), then ``hint``."""
+    if not path.exists():
+        raise error(f"{what} {path} does not exist: {hint}")
+    if not path.is_file():
+        raise error(f"{what} {path} is not a file: {hint}")
+    raw = path.read_bytes()
+    try:
+        return raw, json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {path} is not UTF-8 (byte {exc.start}): {hint}") from None
+    except json.JSONDecodeError as exc:
+        raise error(
+            f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}): {hint}"
+        ) from None
+
+
 def load_squad(path: str | Path, articles: Sequence[str] | None = None) -> Dataset:
     """Read and check a SQuAD v1.1/v2.0 JSON file; raises EvalFileError saying what is wrong.
 
@@ -77,19 +95,7 @@ def load_squad(path: str | Path, articles: Sequence[str] | None = None) -> Datas
     """
     path = Path(path)
     hint = "give the path of a SQuAD JSON file (v1.1 or v2.0), e.g. ../shared/eval/squad-v1.1-dev-a.json"
-    if not path.exists():
-        raise EvalFileError(f"eval file {path} does not exist: {hint}")
-    if not path.is_file():
-        raise EvalFileError(f"eval file {path} is not a file: {hint}")
-    raw = path.read_bytes()
-    try:
-        data = json.loads(raw.decode("utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise EvalFileError(f"eval file {path} is not UTF-8 (byte {exc.start}): {hint}") from None
-    except json.JSONDecodeError as exc:
-        raise EvalFileError(
-            f"eval file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}): {hint}"
-        ) from None
+    raw, data = read_json(path, "eval file", hint, EvalFileError)
     if not isinstance(data, dict) or not isinstance(data.get("data"), list) or not data["data"]:
         raise EvalFileError(
             f'eval file {path} is not SQuAD JSON (expected {{"data": [articles...]}}): {hint}'

@@ -87,15 +87,25 @@ class AskRequest(BaseModel):
                 {
                     "question": "Which missile system will Ukraine use?",
                     "history": [],
-                }
+                },
+                {
+                    "question": "Since when?",
+                    "history": [
+                        {"role": "user", "content": "How much security assistance has the US provided?"},
+                        {"role": "assistant", "content": "$56.2 billion"},
+                    ],
+                },
             ]
         },
     )
     question: Text = Field(description="The question, in plain text.")
     history: list[Text | Message] = Field(
         default_factory=list,
-        description="Earlier turns, oldest first: previous questions as strings, or "
-        '{"role": "user"|"assistant", "content": "..."} messages.',
+        description="The conversation so far, oldest first, as "
+        '{"role": "user"|"assistant", "content": "..."} messages: each question asked and the '
+        'answer\'s text it got. A follow-up ("Since when?", "Who approves them?") is read with '
+        "them and does not repeat an earlier answer. A plain string is a user turn. At most "
+        "max_history_turns turns (user + assistant) and max_history_chars characters, else 400.",
     )
 
     def history_items(self) -> list[str | dict[str, str]]:
