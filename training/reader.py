@@ -225,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     log_path = work / "train_log.json"
     command = "python -m training.reader " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.card_only:
-        meta: dict[str, Any] = json.loads(log_path.read_text())["meta"]
+        logged = json.loads(log_path.read_text())
+        meta: dict[str, Any] = logged["meta"]
+        meta.setdefault("curve", logged.get("state", {}).get("curve", []))
         meta["notes"] = list(dict.fromkeys(meta.get("notes", []) + args.note))
         wpath = out / WEIGHTS_FILE
         meta.update({"sha256": sha256_file(wpath), "size_bytes": wpath.stat().st_size})
@@ -557,6 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         "holdout": holdout,
         "epochs_log": epochs_log,
         "steps": state["step"],
+        "curve": state.get("curve", []),
         "train_minutes": round(state["train_seconds"] / 60, 1),
     }
     wpath = export(model, out, bert_cfg, meta)

@@ -11,6 +11,8 @@ from training.reader_data import V1_FILE, V2_FILE
 
 def _distractor_lines(c: dict[str, Any]) -> list[str]:
     n, per = c["distractors"], c.get("distractors_per_question", 1)
+    if not per:
+        return ["- Distractors from other articles: none (`--distractors 0`)."]
     if c.get("distractors_from_file"):
         return [
             f"- Distractors: {n}, up to {per} per answerable question, labelled no-answer; for",
@@ -60,6 +62,26 @@ def write_card(out: Path, meta: dict[str, Any]) -> None:
         f"  v2.0 answerable added: {c['answerable_v2.0_added']}; {dup} v2.0 answerable questions dropped",
         "  as duplicates of v1.1 questions).",
         *_distractor_lines(c),
+        *(
+            [
+                f"- Of the answerable questions, {c['answerable_train_file']} come from the SQuAD v1.1",
+                "  train set",
+                f"  ({', '.join(f'`{t}`' for t in s.get('train_files', []))}; `--train-file`).",
+            ]
+            if c.get("answerable_train_file")
+            else []
+        ),
+        *(
+            [
+                f"- Same-article negatives: {c['article_negatives']} (asked for",
+                f"  {c['article_negatives_asked']}, a share of {s.get('article_negatives')} of the",
+                "  answerable questions): each question's top BM25 paragraph of its own article that is",
+                "  not its gold one and holds none of its answers as whole words, labelled no-answer",
+                "  (`--article-negatives`).",
+            ]
+            if c.get("article_negatives")
+            else []
+        ),
         f"- v2.0 unanswerable questions, labelled no-answer: {c['unanswerable_v2.0']}.",
         f"- Training examples: {c['training_examples']}; windows (features): {c.get('features', '?')},",
         f"  of which {c.get('features_answer_labelled', '?')} carry an answer span.",
@@ -97,6 +119,12 @@ def write_card(out: Path, meta: dict[str, Any]) -> None:
         f"- Steps run: {meta.get('steps', '?')}; training time {meta.get('train_minutes', '?')} min"
         f" (wall clock, evaluation excluded) on {meta.get('hardware', '?')}.",
     ]
+    if s.get("init"):
+        lines.append(f"- Started from the reader `{s['init']}` (`--init`), not the base encoder.")
+    if s.get("train_until"):
+        lines.append(
+            f"- Deadline (`--train-until`): {s['train_until']}; the learning rate decays to 0 by it."
+        )
     if meta.get("notes"):
         lines += [f"- {n}" for n in meta["notes"]]
     if meta.get("command"):
@@ -113,6 +141,20 @@ def write_card(out: Path, meta: dict[str, Any]) -> None:
     for e in meta.get("epochs_log", []):
         h = e["heldout"]
         lines.append(f"| {e['epoch']} | {e['train_loss']:.4f} | {h['em']:.2f} | {h['f1']:.2f} |")
+    if meta.get("curve"):
+        lines += [
+            "",
+            "Learning curve (`--eval-at-questions`): held-out gold-paragraph scores as answerable training",
+            "questions are seen (a question counts at its first window; the learning rate is still",
+            "decaying at each point, so only the last row is an annealed model).",
+            "",
+            "| questions seen | step | learning rate | EM | F1 |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for pt in meta["curve"]:
+            h = pt["heldout"]
+            row = f"| {pt['questions_seen']:,} | {pt['step']} | {pt['lr']:.2e}"
+            lines.append(f"{row} | {h['em']:.2f} | {h['f1']:.2f} |")
     fin = meta.get("final", {})
     if fin.get("fp32", {}).get("n"):
         lines += [
