@@ -331,3 +331,26 @@ def test_questions_from_asks_some_articles_over_the_whole_corpus(
     assert report.counts["questions"] == 2 and report.settings["questions_from"] == ["Tea"]
     with pytest.raises(ev.EvalFileError, match="no questions of article"):
         ev.evaluate(v2, settings, questions_from=["Coffee"], progress=False, index_root=tmp_path / "idx")
+
+
+def test_a_hugging_face_reader_is_scored_on_the_shipped_readers_heldout_articles(tmp_path: Path) -> None:
+    """A checkpoint folder's config is the model's own and names no held-out articles; one of
+    ``training.reader``'s folders must name them, else a clear error."""
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "config.json").write_text(json.dumps({"architectures": ["BertForQuestionAnswering"]}))
+    assert ev.heldout_articles(tmp_path / "hf") == ev.heldout_articles(None) != []
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "ours" / "config.json").write_text(json.dumps({"bert": {}}))
+    with pytest.raises(ConfigError, match="names no held-out articles"):
+        ev.heldout_articles(tmp_path / "ours")
+
+
+def test_the_recorded_command_names_the_reader_folder() -> None:
+    import argparse
+
+    args = argparse.Namespace(
+        file="f.json", limit=None, reader=None, model=None, index_dir=None, out=None, articles=None,
+        questions_from="heldout", reader_path="/models/roberta", unindexed=0.2, seed=0, json=False, quiet=False,
+    )  # fmt: skip
+    line = ev.command_line(args)
+    assert "--reader-path /models/roberta" in line and "--questions-from heldout" in line

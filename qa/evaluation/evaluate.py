@@ -168,12 +168,23 @@ def questions_of_articles(data: Dataset, titles: Sequence[str] | None) -> list[Q
 
 
 def heldout_articles(reader_path: str | Path | None = None) -> list[str]:
-    """The article titles the shipped (or given) reader was not trained on, from its config."""
+    """The article titles the shipped (or given) reader was not trained on, from its config.
+
+    A Hugging Face checkpoint folder names none (its config is the model's own): it is scored
+    on the shipped reader's held-out articles, which are in no SQuAD train set."""
     from qa.answer.span_reader import CONFIG_FILE, DEFAULT_PATH
 
     cfg = Path(reader_path or DEFAULT_PATH) / CONFIG_FILE
     try:
-        titles = json.loads(cfg.read_text(encoding="utf-8"))["holdout"]
+        config = json.loads(cfg.read_text(encoding="utf-8"))
+        if (
+            reader_path
+            and isinstance(config, dict)
+            and "holdout" not in config
+            and config.get("architectures")
+        ):
+            return heldout_articles(None)
+        titles = config["holdout"]
     except (OSError, ValueError, KeyError, TypeError):
         titles = None
     if not isinstance(titles, list) or not titles or not all(isinstance(t, str) and t for t in titles):
@@ -754,7 +765,8 @@ def command_line(args: Any) -> str:
     words = ["qa", "eval", args.file]
     flags = (("--limit", args.limit), ("--reader", args.reader), ("--model", args.model),
              ("--index", args.index_dir), ("--out", args.out), ("--articles", args.articles),
-             ("--questions-from", args.questions_from))  # fmt: skip
+             ("--questions-from", args.questions_from),
+             ("--reader-path", getattr(args, "reader_path", None)))  # fmt: skip
     for flag, value in flags:
         if value is not None:
             words += [flag, str(value)]
