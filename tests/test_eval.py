@@ -350,7 +350,8 @@ def test_the_recorded_command_names_the_reader_folder() -> None:
 
     args = argparse.Namespace(
         file="f.json", limit=None, reader=None, model=None, index_dir=None, out=None, articles=None,
-        questions_from="heldout", reader_path="/models/roberta", unindexed=0.2, seed=0, json=False, quiet=False,
+        questions_from="heldout", reader_path="/models/roberta", unindexed=0.2, seed=0,
+        json=False, quiet=False,
     )  # fmt: skip
     line = ev.command_line(args)
     assert "--reader-path /models/roberta" in line and "--questions-from heldout" in line
