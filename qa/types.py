@@ -6,6 +6,7 @@ never carrying behaviour that needs a model or an index.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,14 @@ class Document:
     title: str
     text: str
     sha256: str  # of `text` encoded as UTF-8
+    # Where each page (PDF) or slide (pptx) starts in ``text``, in order: (offset, "page 3").
+    # Empty for formats without pages.
+    locations: tuple[tuple[int, str], ...] = ()
+
+    def location_at(self, offset: int) -> str | None:
+        """The label of the page or slide that holds character ``offset`` (None without pages)."""
+        at = bisect.bisect_right(self.locations, offset, key=lambda loc: loc[0])
+        return self.locations[at - 1][1] if at else None
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,8 @@ class Citation:
     passage_start: int
     passage_end: int
     score: float
+    location: str | None = None  # the page or slide the quote starts on ("page 3", "slide 2")
+    doc_sha256: str = ""  # the cited version of the document (Document.sha256), to detect a change
 
 
 @dataclass(frozen=True)

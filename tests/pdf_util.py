@@ -1,21 +1,40 @@
-"""Write a minimal one-page PDF with a text layer (no PDF library needed)."""
+"""Write minimal PDFs with a text layer (no PDF library needed)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 
 def write_text_pdf(path: Path, text: str) -> None:
-    safe = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-    stream = f"BT /F1 12 Tf 72 720 Td ({safe}) Tj ET".encode()
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
+    """A one-page PDF whose text layer is ``text``."""
+    write_pdf(path, [text])
+
+
+def write_pdf(path: Path, pages: Sequence[str]) -> None:
+    """A PDF with one page per item; an empty item is a page without a text layer (a line
+    drawing, as a scanned page's image would be)."""
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b""]  # the page tree is filled in below
+    kids = []
+    for text in pages:
+        if text:
+            safe = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+            stream = f"BT /F1 12 Tf 72 720 Td ({safe}) Tj ET".encode()
+        else:
+            stream = b"72 720 m 300 500 l S"
+        page_no = len(objects) + 1
+        kids.append(f"{page_no} 0 R")
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {page_no + 1} 0 R "
+            "/Resources << /Font << /F1 FONT 0 R >> >> >>".encode()
+        )
+        objects.append(
+            b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream"
+        )
+    font = len(objects) + 1
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    objects = [o.replace(b"FONT", str(font).encode()) for o in objects]
+    objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(kids)} >>".encode()
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for i, obj in enumerate(objects, 1):

@@ -52,14 +52,15 @@ def _tags(fragment: str) -> set[str]:
     return {t.lower() for t in re.findall(r"<\s*([a-zA-Z]+)", fragment)}
 
 
-ALLOWED_TAGS = {"div", "span", "sup", "mark", "blockquote", "details", "summary", "p"}
+ALLOWED_TAGS = {"div", "span", "sup", "mark", "blockquote", "details", "summary", "p", "a"}
 
 
 def test_answer_html_escapes_and_marks_the_span() -> None:
     out = render.answer_html(_answer())
     assert "&lt;b&gt;teal&lt;/b&gt;" in out and "&lt;script&gt;" in out
     assert _tags(out) <= ALLOWED_TAGS
-    assert '<sup class="qa-cite"' in out and "[1]</sup>" in out
+    assert '<sup class="qa-cite"' in out and "[1]</a></sup>" in out
+    assert f'href="{render.source_href(_answer().citations[0]).replace("&", "&amp;")}"' in out
     assert '<mark class="qa-span">&lt;b&gt;teal&lt;/b&gt;</mark>' in out
     assert "qa-conf-high" in out and "90%" in out
     assert "\n\n" not in out  # one HTML block: a Markdown renderer cannot split it

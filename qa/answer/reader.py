@@ -91,6 +91,8 @@ def make_citation(doc: Document, hit: Hit, start: int, end: int, score: float) -
         passage_start=hit.chunk.start,
         passage_end=hit.chunk.end,
         score=round(score, 4),
+        location=doc.location_at(start),
+        doc_sha256=doc.sha256,
     )
 
 

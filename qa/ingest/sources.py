@@ -1,7 +1,10 @@
-"""Read seed files (txt, md, html, pdf) into ``Document``s with a content hash.
+"""Read seed files (txt, md, html, pdf, docx, pptx) into ``Document``s with a content hash.
 
-A file that cannot be used (binary, not UTF-8, empty, too large, a link out of the
-seeds folder) is skipped with a warning naming it; the other files still index.
+One reader per format, picked by the file's suffix (:data:`READERS`). A file that cannot be
+used (binary, not UTF-8, empty, too large, a link out of the seeds folder, a damaged or
+password-protected Office file, a scanned PDF) is skipped with a warning naming it; the other
+files still index. PDF pages and slides are recorded as ``Document.locations``, so a citation
+can name the page or slide it quotes.
 """
 
 from __future__ import annotations
@@ -11,20 +14,23 @@ import io
 import logging
 import os
 import re
-from collections.abc import Iterable
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from qa.errors import SourceError
 from qa.types import Document
 
 log = logging.getLogger(__name__)
 
-TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text"}
-HTML_SUFFIXES = {".html", ".htm"}
-PDF_SUFFIXES = {".pdf"}
-SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
 MAX_TITLE_CHARS = 200
+#: An Office file unpacking to more than this is refused (a zip bomb would exhaust memory).
+MAX_UNPACKED_BYTES = 512 * 1024 * 1024
+#: The first bytes of an OLE compound file: a password-protected .docx/.pptx is one (the
+#: encrypted package inside it), and so is an old binary .doc/.ppt.
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
 @dataclass
@@ -39,13 +45,19 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def make_document(doc_id: str, text: str, title: str | None = None) -> Document:
-    """Build a Document from text already in memory (used by ``qa eval`` and tests)."""
+def make_document(
+    doc_id: str, text: str, title: str | None = None, locations: tuple[tuple[int, str], ...] = ()
+) -> Document:
+    """Build a Document from text already in memory (used by ``qa eval`` and tests).
+
+    ``locations``: where each page or slide starts in ``text`` (see ``Document.locations``).
+    """
     return Document(
         doc_id=doc_id,
         title=title or guess_title(text, doc_id),
         text=text,
         sha256=sha256_text(text),
+        locations=locations,
     )
 
 
@@ -54,7 +66,8 @@ def read_folder(seeds_dir: Path, max_file_bytes: int = 64 * 1024 * 1024) -> Read
     root = Path(seeds_dir)
     if not root.is_dir():
         raise SourceError(
-            f"seeds folder {root} does not exist: create it and put .txt/.md/.html/.pdf files in it"
+            f"seeds folder {root} does not exist: create it and put .txt/.md/.html/.pdf/.docx/.pptx "
+            "files in it"
         )
     root = root.resolve()
     result = ReadResult()
@@ -76,12 +89,13 @@ def read_entry(root: Path, path: Path, max_file_bytes: int) -> tuple[Document | 
         size = path.stat().st_size
         if size > max_file_bytes:
             raise _Skip(f"larger than the {max_file_bytes // (1024 * 1024)} MB limit")
-        doc = read_file(path, doc_id)
+        notes: list[str] = []
+        doc = read_file(path, doc_id, notes)
     except _Skip as why:
         return None, [f"skipped {doc_id}: {why}"]
     except OSError as exc:
         return None, [f"skipped {doc_id}: cannot read it ({exc.strerror or exc})"]
-    return doc, []
+    return doc, [f"{doc_id}: {note}" for note in notes]
 
 
 def walk(root: Path, warnings: list[str]) -> Iterable[Path]:
@@ -98,7 +112,9 @@ def walk(root: Path, warnings: list[str]) -> Iterable[Path]:
                 if path.suffix:
                     warnings.append(f"skipped {rel}: unsupported file type {path.suffix!r}")
                 else:
-                    warnings.append(f"skipped {rel}: no file extension (use .txt, .md, .html or .pdf)")
+                    warnings.append(
+                        f"skipped {rel}: no file extension (use .txt, .md, .html, .pdf, .docx or .pptx)"
+                    )
                 continue
             if path.is_symlink():
                 target = path.resolve()
@@ -114,28 +130,67 @@ class _Skip(Exception):
     pass
 
 
-def read_file(path: Path, doc_id: str) -> Document:
-    """Read one file into a Document; raises _Skip with the reason when unusable."""
-    suffix = path.suffix.lower()
-    raw = path.read_bytes()
-    if suffix in PDF_SUFFIXES:
-        text, title = _pdf_text(raw)
-    else:
-        if b"\x00" in raw[:8192]:
-            raise _Skip("looks binary (contains NUL bytes)")
-        try:
-            decoded = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise _Skip(f"not valid UTF-8 (byte {exc.start}); re-save it as UTF-8") from None
-        if suffix in HTML_SUFFIXES:
-            text, title = _html_text(decoded)
-        else:
-            text, title = decoded, None
-            if suffix in {".md", ".markdown"}:
-                title = _markdown_title(decoded)
-    if not text.strip():
+@dataclass(frozen=True)
+class Extracted:
+    """What a format's reader gets out of a file."""
+
+    text: str
+    title: str | None = None
+    locations: tuple[tuple[int, str], ...] = ()  # (offset, "page 3"): see Document.locations
+    notes: tuple[str, ...] = ()  # what was left out of a file that is still indexed, and why
+
+
+def read_file(path: Path, doc_id: str, notes: list[str] | None = None) -> Document:
+    """Read one file into a Document with the reader for its suffix; raises _Skip with the
+    reason when unusable. ``notes`` collects what was left out of a file still read (e.g.
+    scanned pages of a PDF)."""
+    reader = READERS[path.suffix.lower()]
+    found = reader(path.read_bytes())
+    if not found.text.strip():
         raise _Skip("empty (no text to index)")
-    return make_document(doc_id, text, title)
+    if notes is not None:
+        notes.extend(found.notes)
+    return make_document(doc_id, found.text, found.title, found.locations)
+
+
+def _decode(raw: bytes) -> str:
+    if b"\x00" in raw[:8192]:
+        raise _Skip("looks binary (contains NUL bytes)")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _Skip(f"not valid UTF-8 (byte {exc.start}); re-save it as UTF-8") from None
+
+
+def _plain(raw: bytes) -> Extracted:
+    return Extracted(_decode(raw))
+
+
+def _markdown(raw: bytes) -> Extracted:
+    text = _decode(raw)
+    return Extracted(text, _markdown_title(text))
+
+
+def _html(raw: bytes) -> Extracted:
+    return Extracted(*_html_text(_decode(raw)))
+
+
+def _joined(parts: Iterable[tuple[str, str]]) -> tuple[str, tuple[tuple[int, str], ...]]:
+    """Join (label, text) parts with blank lines; empty parts are left out. Returns the text
+    and where each kept part starts in it."""
+    pieces: list[str] = []
+    locations: list[tuple[int, str]] = []
+    at = 0
+    for label, text in parts:
+        if not text:
+            continue
+        if pieces:
+            pieces.append("\n\n")
+            at += 2
+        locations.append((at, label))
+        pieces.append(text)
+        at += len(text)
+    return "".join(pieces), tuple(locations)
 
 
 def guess_title(text: str, doc_id: str) -> str:
@@ -183,8 +238,8 @@ def _html_text(html: str) -> tuple[str, str | None]:
     return text, title
 
 
-def _pdf_text(raw: bytes) -> tuple[str, str | None]:
-    """The text layer of a PDF, pages separated by blank lines."""
+def _pdf(raw: bytes) -> Extracted:
+    """The text layer of a PDF, pages separated by blank lines, each page's start recorded."""
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
@@ -198,7 +253,165 @@ def _pdf_text(raw: bytes) -> tuple[str, str | None]:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
         raise _Skip(f"not a readable PDF ({exc})") from None
-    text = "\n\n".join(p for p in pages if p)
+    text, locations = _joined((f"page {n}", page) for n, page in enumerate(pages, 1))
     if not text.strip():
-        raise _Skip("a PDF without a text layer (scanned?); OCR it first")
-    return text, _clip(meta_title) if meta_title and meta_title.strip() else None
+        raise _Skip(
+            f"a scanned PDF: no text layer on any of its {len(pages)} page{_s(pages)}, so there is "
+            "no text to index; run OCR on it (e.g. ocrmypdf) and add it again"
+        )
+    blank = [n for n, page in enumerate(pages, 1) if not page]
+    notes: tuple[str, ...] = ()
+    if blank:
+        shown = ", ".join(map(str, blank[:10])) + (f" and {len(blank) - 10} more" if len(blank) > 10 else "")
+        notes = (
+            f"no text layer on page{_s(blank)} {shown} of {len(pages)} (scanned?), so "
+            f"{'they are' if len(blank) > 1 else 'it is'} not indexed; run OCR on the file to include "
+            f"{'them' if len(blank) > 1 else 'it'}",
+        )
+    title = _clip(meta_title) if meta_title and meta_title.strip() else None
+    return Extracted(text, title, locations, notes)
+
+
+def _s(items: list[Any]) -> str:
+    return "s" if len(items) != 1 else ""
+
+
+def _office_package(raw: bytes, kind: str, suffix: str) -> io.BytesIO:
+    """The bytes of an Office Open XML file, checked to be an unencrypted zip package of a
+    bounded unpacked size; raises _Skip naming what is wrong and what to do."""
+    if raw.startswith(OLE_MAGIC):
+        if "EncryptedPackage".encode("utf-16-le") in raw:
+            raise _Skip(
+                f"a password-protected {kind} file (it is encrypted); save a copy without the "
+                "password to index it"
+            )
+        raise _Skip(
+            f"not a {suffix} file: an old binary Office file or a password-protected one; open it "
+            f"in {kind} and save it as {suffix} without a password"
+        )
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as package:
+            unpacked = sum(info.file_size for info in package.infolist())
+    except (zipfile.BadZipFile, ValueError, OSError):
+        raise _Skip(
+            f"not a readable {suffix} file (damaged: not a zip package); re-save it in {kind}"
+        ) from None
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise _Skip(
+            f"unpacks to {unpacked // (1024 * 1024)} MB, over the {MAX_UNPACKED_BYTES // (1024 * 1024)} "
+            "MB limit for an Office file"
+        )
+    return io.BytesIO(raw)
+
+
+def _office(kind: str, suffix: str, parse: Callable[[io.BytesIO], Extracted]) -> Callable[[bytes], Extracted]:
+    """A reader that checks the package, then parses it; any parser error becomes a _Skip."""
+
+    def read(raw: bytes) -> Extracted:
+        package = _office_package(raw, kind, suffix)
+        try:
+            return parse(package)
+        # The parsers walk untrusted XML and raise whatever its damage provokes (KeyError,
+        # lxml's XMLSyntaxError, AttributeError, ...): one bad file must not stop the build.
+        except Exception as exc:
+            raise _Skip(
+                f"not a readable {suffix} file ({type(exc).__name__}: {exc}); open it in {kind} "
+                "and re-save it"
+            ) from None
+
+    return read
+
+
+def _docx_blocks(container: Any) -> Iterator[str]:
+    """The text of each paragraph and table of a document body or table cell, in reading
+    order; a table is one block, a line per row with its cells separated by " | "."""
+    from docx.table import Table
+
+    for block in container.iter_inner_content():
+        if isinstance(block, Table):
+            rows = []
+            for row in block.rows:
+                cells, seen = [], set()
+                for cell in row.cells:
+                    if id(cell._tc) in seen:  # a merged cell is listed once per grid column it spans
+                        continue
+                    seen.add(id(cell._tc))
+                    cells.append(" ".join(" ".join(_docx_blocks(cell)).split()))
+                if any(cells):
+                    rows.append(" | ".join(cells))
+            if rows:
+                yield "\n".join(rows)
+        else:
+            text = block.text.strip()
+            if text:
+                yield text
+
+
+def _docx_title(document: Any) -> str | None:
+    """The first Title or Heading 1 paragraph, else the file's title property."""
+    for paragraph in document.paragraphs:
+        style = paragraph.style.name if paragraph.style is not None else ""
+        if style in ("Title", "Heading 1") and paragraph.text.strip():
+            return _clip(paragraph.text)
+    title = document.core_properties.title
+    return _clip(title) if title and title.strip() else None
+
+
+def _parse_docx(package: io.BytesIO) -> Extracted:
+    """A Word document's paragraphs, headings and tables in reading order."""
+    import docx
+
+    document = docx.Document(package)
+    return Extracted("\n\n".join(_docx_blocks(document)), _docx_title(document))
+
+
+def _pptx_shape_texts(shapes: Any) -> Iterator[str]:
+    """The text of each shape in the slide's reading order (PowerPoint's is the shape tree's
+    order), group shapes entered, tables a line per row."""
+    from pptx.enum.shapes import MSO_SHAPE_TYPE
+
+    for shape in shapes:
+        if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
+            yield from _pptx_shape_texts(shape.shapes)
+        elif shape.has_text_frame:
+            yield _pptx_text(shape.text_frame.text)
+        elif getattr(shape, "has_table", False):
+            for row in shape.table.rows:
+                yield " | ".join(" ".join(_pptx_text(cell.text).split()) for cell in row.cells)
+
+
+def _pptx_text(text: str) -> str:
+    # python-pptx writes a line break inside a paragraph as a vertical tab.
+    return text.replace("\v", "\n").strip()
+
+
+def _parse_pptx(package: io.BytesIO) -> Extracted:
+    """Each slide's text, then its speaker notes, with where each slide and its notes start."""
+    from pptx import Presentation
+
+    deck = Presentation(package)
+    parts: list[tuple[str, str]] = []
+    title = None
+    for n, slide in enumerate(deck.slides, 1):
+        parts.append((f"slide {n}", "\n".join(t for t in _pptx_shape_texts(slide.shapes) if t)))
+        heading = slide.shapes.title
+        if title is None and heading is not None and heading.text_frame.text.strip():
+            title = _clip(_pptx_text(heading.text_frame.text))
+        # has_notes_slide first: reading notes_slide would add an empty one.
+        if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
+            parts.append((f"slide {n} notes", _pptx_text(slide.notes_slide.notes_text_frame.text)))
+    text, locations = _joined(parts)
+    core = deck.core_properties.title
+    return Extracted(text, title or (_clip(core) if core and core.strip() else None), locations)
+
+
+#: The reader for each supported suffix.
+READERS: dict[str, Callable[[bytes], Extracted]] = {
+    **dict.fromkeys((".txt", ".text"), _plain),
+    **dict.fromkeys((".md", ".markdown"), _markdown),
+    **dict.fromkeys((".html", ".htm"), _html),
+    ".pdf": _pdf,
+    ".docx": _office("Word", ".docx", _parse_docx),
+    ".pptx": _office("PowerPoint", ".pptx", _parse_pptx),
+}
+SUFFIXES = frozenset(READERS)

@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qa.errors import QAError
 from qa.serve.feedback import FeedbackLog
-from qa.types import Answer, Hit
+from qa.types import Answer, Document, Hit
 
 if TYPE_CHECKING:
     from qa.config import Settings
@@ -48,6 +48,8 @@ class Engine(Protocol):
     def search(self, question: str, k: int = 5) -> list[Hit]: ...
 
     def info(self) -> dict[str, Any]: ...
+
+    def document(self, doc_id: str) -> Document: ...
 
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")

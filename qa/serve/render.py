@@ -8,9 +8,11 @@ ever emits a tag built from document content.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 from collections.abc import Sequence
+from urllib.parse import urlencode
 
 from qa.types import Answer, Citation, Hit
 
@@ -64,9 +66,46 @@ def highlight_html(text: str, text_start: int, start: int, end: int, quote: str)
     return f"{_esc(before)}{marked}{_esc(after)}"
 
 
+#: The page that shows a cited document (``qa.serve.source_view``), and the id of its quote.
+SOURCE_PATH = "/source"
+SOURCE_ANCHOR = "quote"
+#: Hex digits of the quote's sha256 that a source link carries.
+QUOTE_HASH_CHARS = 16
+
+
+def quote_hash(quote: str) -> str:
+    """The short hash of a quote that a source link carries, to check it against the current text."""
+    return hashlib.sha256(quote.encode("utf-8")).hexdigest()[:QUOTE_HASH_CHARS]
+
+
+def source_href(c: Citation) -> str:
+    """The link that opens a citation's whole document scrolled to the quote, relative to the
+    app's root page: the document, the quote's offsets, the document version (its sha256) and
+    the quote's hash, so the page can tell when the document changed since."""
+    params: dict[str, str | int] = {"doc": c.doc_id, "start": c.start, "end": c.end}
+    if c.doc_sha256:
+        params["v"] = c.doc_sha256
+    params["q"] = quote_hash(c.quote)
+    return f"{SOURCE_PATH.lstrip('/')}?{urlencode(params)}#{SOURCE_ANCHOR}"
+
+
+def _source_link(c: Citation, label: str, cls: str) -> str:
+    # A new tab keeps the conversation (and, in the widget, the host page) where it was.
+    return (
+        f'<a class="{cls}" href="{_esc(source_href(c))}" target="_blank" rel="noopener" '
+        f'title="Open {_esc(c.title)} at the quote">{label}</a>'
+    )
+
+
+def _where(c: Citation) -> str:
+    """The quote's page or slide, when the document has them, and its characters."""
+    return (f"{c.location} · " if c.location else "") + f"characters {c.start}–{c.end}"
+
+
 def _markers(citations: Sequence[Citation]) -> str:
     return "".join(
-        f'<sup class="qa-cite" title="{_esc(c.title)}">[{n}]</sup>' for n, c in enumerate(citations, 1)
+        f'<sup class="qa-cite" title="{_esc(c.title)}">{_source_link(c, f"[{n}]", "qa-cite-link")}</sup>'
+        for n, c in enumerate(citations, 1)
     )
 
 
@@ -171,7 +210,7 @@ def _citation_card(n: int, c: Citation) -> str:
         f'<div class="qa-source-head"><span class="qa-source-n">[{n}]</span>'
         f'<span class="qa-source-title">{_esc(c.title)}</span></div>'
         f'<div class="qa-source-meta"><span class="qa-source-doc">{_esc(c.doc_id)} · '
-        f"characters {c.start}–{c.end}</span></div>"
+        f"{_esc(_where(c))}</span>{_source_link(c, 'Open in document ↗', 'qa-source-open')}</div>"
         f'<div class="qa-passage">{excerpt}</div>{more}'
         "</div>"
     )
@@ -231,7 +270,8 @@ def render_markdown(answer: Answer) -> str:
         for n, c in enumerate(answer.citations, 1):
             before, span, after = _split(c.sentence, c.sentence_start, c.start, c.end, c.quote)
             quote = f"{_esc(_ws(before))}**{_esc(_ws(span))}**{_esc(_ws(after))}".strip()
-            lines.append(f"{n}. **{_esc(c.title)}** ({_esc(c.doc_id)}): “{quote}”")
+            where = f", {_esc(c.location)}" if c.location else ""
+            lines.append(f"{n}. **{_esc(c.title)}** ({_esc(c.doc_id)}{where}): “{quote}”")
     return "\n".join(lines)
 
 
@@ -251,6 +291,7 @@ def render_text(answer: Answer) -> str:
         lines += ["", "Sources:"]
         for n, c in enumerate(answer.citations, 1):
             before, span, after = _split(c.sentence, c.sentence_start, c.start, c.end, c.quote)
-            lines.append(f"  [{n}] {c.title} ({c.doc_id}, chars {c.start}-{c.end})")
+            where = f"{c.location}, " if c.location else ""
+            lines.append(f"  [{n}] {c.title} ({c.doc_id}, {where}chars {c.start}-{c.end})")
             lines.append(f"      “{(_ws(before) + '»' + _ws(span) + '«' + _ws(after)).strip()}”")
     return "\n".join(lines)

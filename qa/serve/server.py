@@ -39,7 +39,7 @@ from starlette.staticfiles import StaticFiles
 from qa.config import Settings
 from qa.errors import ConfigError, QAError
 from qa.pipeline import QA
-from qa.serve import api, ui
+from qa.serve import api, source_view, ui
 from qa.serve.feedback import FeedbackLog
 from qa.serve.watch import follow, refresh
 
@@ -58,7 +58,8 @@ PUBLIC_PATHS = frozenset({"/api/health"})
 def create_app(
     qa: api.Engine, settings: Settings | None = None, reload: api.Reloader | None = None
 ) -> FastAPI:
-    """The whole app over one engine: UI at ``/``, API at ``/api``, widget at ``/widget.js``.
+    """The whole app over one engine: UI at ``/``, API at ``/api``, widget at ``/widget.js``,
+    a cited document at ``/source``.
 
     ``reload`` backs ``POST /api/reload``; by default a :class:`Reloader` when ``qa`` is a ``QA``.
     """
@@ -77,6 +78,10 @@ def create_app(
     )
     api.install_error_handlers(app)
     app.include_router(api.create_router(qa, feedback, reload, settings.max_concurrent_queries))
+    # A lambda: an engine used only for the API (a test's fake) need not look documents up.
+    app.include_router(
+        source_view.create_router(lambda doc_id: qa.document(doc_id), settings.allowed_origins)
+    )
     app.mount(STATIC_PREFIX, StaticFiles(directory=ui.STATIC_DIR), name="qa-static")
 
     @app.get("/widget.js", include_in_schema=False)
@@ -146,6 +151,7 @@ class Guard:
         self.session = hmac.new(self.token, b"qa-session", hashlib.sha256).hexdigest().encode()
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
         self.headers = security_headers(settings.allowed_origins)
+        self.page_headers = security_headers(settings.allowed_origins, source_view.CSP_DIRECTIVES)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -154,7 +160,7 @@ class Guard:
         path: str = scope.get("path", "")
         method: str = scope.get("method", "GET")
         headers = _headers(scope)
-        send = self._with_headers(send)
+        send = self._with_headers(send, self.page_headers if path == source_view.PATH else self.headers)
         if scope["type"] == "http" and _is_costly(method, path):
             client = (scope.get("client") or ("?", 0))[0]
             retry = self.limiter.hit(client)
@@ -245,9 +251,7 @@ class Guard:
             {"www-authenticate": "Bearer"},
         )
 
-    def _with_headers(self, send: Send) -> Send:
-        extra = self.headers
-
+    def _with_headers(self, send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
                 kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _OWNED_HEADERS]
@@ -257,30 +261,34 @@ class Guard:
         return wrapped
 
 
-def security_headers(allowed_origins: tuple[str, ...]) -> list[tuple[bytes, bytes]]:
+#: The app's Content-Security-Policy but for frame-ancestors (see security_headers).
+APP_CSP = (
+    "default-src 'self'",
+    # Gradio's page bootstraps with inline scripts and compiles its HTML components'
+    # templates at run time (the page stays blank without 'unsafe-eval', tested).
+    "script-src 'self' 'unsafe-inline' 'unsafe-eval'",
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data: blob:",
+    "font-src 'self' data:",
+    "media-src 'self' data: blob:",
+    "connect-src 'self'",
+    "worker-src 'self' blob:",
+    "frame-src 'self'",
+    "object-src 'none'",
+    "base-uri 'self'",
+    "form-action 'self'",
+)
+
+
+def security_headers(
+    allowed_origins: tuple[str, ...], directives: tuple[str, ...] = APP_CSP
+) -> list[tuple[bytes, bytes]]:
     """Headers on every response. The CSP keeps the page on this origin: a browser
     refuses any script, style, font, image or connection to another host, and only
-    the app itself and ``allowed_origins`` may frame it."""
+    the app itself and ``allowed_origins`` may frame it. A page that needs less than the
+    chat (``/source``) passes its own ``directives``; frame-ancestors is added to them."""
     ancestors = " ".join(["'self'", *allowed_origins])
-    csp = "; ".join(
-        [
-            "default-src 'self'",
-            # Gradio's page bootstraps with inline scripts and compiles its HTML components'
-            # templates at run time (the page stays blank without 'unsafe-eval', tested).
-            "script-src 'self' 'unsafe-inline' 'unsafe-eval'",
-            "style-src 'self' 'unsafe-inline'",
-            "img-src 'self' data: blob:",
-            "font-src 'self' data:",
-            "media-src 'self' data: blob:",
-            "connect-src 'self'",
-            "worker-src 'self' blob:",
-            "frame-src 'self'",
-            "object-src 'none'",
-            "base-uri 'self'",
-            "form-action 'self'",
-            f"frame-ancestors {ancestors}",
-        ]
-    )
+    csp = "; ".join([*directives, f"frame-ancestors {ancestors}"])
     headers = [
         (b"content-security-policy", csp.encode()),
         (b"x-content-type-options", b"nosniff"),

@@ -3,7 +3,8 @@
 Layout of one generation (see ``qa.store.files`` for how generations are swapped)::
 
     manifest.json    format version, model, dimension, chunking settings, documents and hashes
-    documents.jsonl  one document per line (id, title, sha256, text)
+    documents.jsonl  one document per line (id, title, sha256, text, and where a paged document's
+                     pages or slides start: ``locations``, absent in indexes from before them)
     chunks.jsonl     one chunk per line; line n is vector id n
     vectors.faiss    the FAISS index (exact inner product, or HNSW above a size threshold)
     sentences.npy    one fp16 vector per sentence of each chunk (numpy, loaded without pickle;
@@ -167,6 +168,8 @@ def build(
             previous
             and not (report.added or report.changed or report.removed)
             and [d["doc_id"] for d in previous.manifest["documents"]] == new_ids
+            # pages or slides read anew (e.g. an index from before locations) are written out
+            and all(old_docs[d.doc_id].locations == d.locations for d in documents)
             # a changed hnsw_threshold may call for the other kind of vector index
             and previous.manifest["vector_index"].get("type")
             == kind_for(len(previous.chunks), settings.hnsw_threshold)
@@ -407,10 +410,7 @@ def _write_generation(
     settings: Settings,
     method: str,
 ) -> None:
-    store.write_jsonl(
-        gen / "documents.jsonl",
-        [{"doc_id": d.doc_id, "title": d.title, "sha256": d.sha256, "text": d.text} for d in documents],
-    )
+    store.write_jsonl(gen / "documents.jsonl", [_document_row(d) for d in documents])
     store.write_jsonl(
         gen / "chunks.jsonl",
         [
@@ -459,6 +459,22 @@ def _write_generation(
     store.write_json(gen / "manifest.json", manifest)
 
 
+def _document_row(doc: Document) -> dict[str, Any]:
+    row: dict[str, Any] = {"doc_id": doc.doc_id, "title": doc.title, "sha256": doc.sha256, "text": doc.text}
+    if doc.locations:  # only paged formats: other rows stay as they were
+        row["locations"] = [[start, label] for start, label in doc.locations]
+    return row
+
+
+def _document(row: dict[str, Any], path: Path) -> Document:
+    """A document row of ``documents.jsonl``; one without ``locations`` has none."""
+    try:
+        locations = tuple((int(start), str(label)) for start, label in row.get("locations", ()))
+    except (TypeError, ValueError):
+        raise IndexCorruptError(f"{path} has a malformed 'locations' field: run `qa build`") from None
+    return Document(row["doc_id"], row["title"], row["text"], row["sha256"], locations)
+
+
 def read_manifest(gen: Path) -> dict[str, Any]:
     """Read and check a generation's manifest (format and version)."""
     manifest = store.read_json(gen / "manifest.json")
@@ -501,7 +517,7 @@ def _load_generation(gen: Path, model: str | None) -> IndexData:
         )
     _check_files(gen, manifest)
     docs = {
-        row["doc_id"]: Document(row["doc_id"], row["title"], row["text"], row["sha256"])
+        row["doc_id"]: _document(row, gen / "documents.jsonl")
         for row in store.read_jsonl(gen / "documents.jsonl")
     }
     chunks = []
