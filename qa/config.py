@@ -45,6 +45,9 @@ class Settings:
     # together with dense_weight (``bench.sentence_dense``).
     overlap_weight: float = 0.15
     hnsw_threshold: int = 50_000  # exact FAISS search up to this many vectors (bench/README.md)
+    # How chunk vectors are stored: "none" (float32) or "sq8" (one byte a dimension: a vector
+    # index 4x smaller in memory, for a little recall: docs/scale.md#compressed-vectors).
+    vector_compression: str = "none"
     # Where a build runs: "" in this process; "local:N" on a Ray cluster of N workers started on
     # this machine for the build; "auto" or "ray://HOST:PORT" on a running Ray cluster
     # (pip install 'qa[cluster]'; docs/scale.md).
@@ -123,6 +126,8 @@ class Settings:
             raise ConfigError("max_concurrent_queries must be 0 (the thread pool's limit) or more")
         if self.watch_interval < 0:
             raise ConfigError("watch_interval must be 0 (off) or more seconds")
+        if self.vector_compression not in ("none", "sq8"):
+            raise ConfigError("vector_compression must be none (float32 vectors) or sq8 (8-bit, 4x smaller)")
         if not CLUSTER_SPEC.fullmatch(self.cluster):
             raise ConfigError(
                 f"cluster {self.cluster!r} is not one of: local:N (N workers on this machine, 1-999), "

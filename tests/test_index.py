@@ -298,6 +298,26 @@ def test_changed_hnsw_threshold_switches_the_vector_index_without_reembedding(
     assert again.last_build is not None and again.last_build.up_to_date
 
 
+def test_vector_compression_switches_the_vector_index_without_reembedding(
+    sample_seeds: Path,
+    fake_settings,  # type: ignore[no-untyped-def]
+) -> None:
+    emb = CountingEmbedder()
+    full = build(sample_seeds, fake_settings, emb)
+    emb.embedded = 0
+    small = build(sample_seeds, fake_settings.replace(vector_compression="sq8"), emb)
+    report = small.last_build
+    assert report is not None and not report.up_to_date and report.embedded == emb.embedded == 0
+    assert small.data.manifest["vector_index"]["type"] == "flat-sq8"
+    for query in ("bread dough yeast", "How long is the Nile?", "largest planet"):
+        assert small.search(query, k=1)[0].chunk.chunk_id == full.search(query, k=1)[0].chunk.chunk_id
+    assert build(sample_seeds, fake_settings.replace(vector_compression="sq8"), emb).last_build.up_to_date  # type: ignore[union-attr]
+    # back to float32: the 8-bit vectors are not reused, every chunk is embedded again
+    back = build(sample_seeds, fake_settings, emb)
+    assert back.data.manifest["vector_index"]["type"] == "flat"
+    assert back.last_build is not None and back.last_build.embedded == back.last_build.chunks > 0
+
+
 def test_missing_index_says_run_build(tmp_path: Path) -> None:
     with pytest.raises(IndexMissingError, match="qa build"):
         QA.load(tmp_path / "index", settings=None, embedder=HashEmbedder(64))

@@ -354,3 +354,38 @@ def test_bm25s_debug_messages_do_not_reach_the_user(tmp_path: Path) -> None:
     finally:
         logging.getLogger().removeHandler(handler)
     assert not [r for r in seen if r.name.startswith("bm25s") and r.levelno < logging.WARNING]
+
+
+@pytest.mark.parametrize("threshold", [10_000, 1000])
+def test_sq8_keeps_a_byte_a_dimension_and_most_of_the_recall(tmp_path: Path, threshold: int) -> None:
+    corpus, queries = clustered(4000, seed=1), clustered(100, seed=2)
+    exact = vectors.build_vector_index(corpus, hnsw_threshold=len(corpus))
+    small = vectors.build_vector_index(corpus, hnsw_threshold=threshold, compression="sq8")
+    kind = vectors.kind_for(len(corpus), threshold, "sq8")
+    assert vectors.index_kind(small) == kind == ("flat-sq8" if threshold >= len(corpus) else "hnsw-sq8")
+    full = vectors.build_vector_index(corpus, hnsw_threshold=threshold)
+    vectors.write_vector_index(full, tmp_path / "full.faiss")
+    vectors.write_vector_index(small, tmp_path / "sq8.faiss")
+    loaded = vectors.read_vector_index(tmp_path / "sq8.faiss")
+    assert vectors.index_kind(loaded) == kind
+    codes = 4000 * 64  # the float32 vectors' 4 bytes a dimension become 1
+    saved = (tmp_path / "full.faiss").stat().st_size - (tmp_path / "sq8.faiss").stat().st_size
+    assert saved == pytest.approx(3 * codes, rel=0.01)
+    recall = []
+    for q in queries:
+        truth = set(vectors.search(exact, q, 10)[1].tolist())
+        recall.append(len(truth & set(vectors.search(loaded, q, 10)[1].tolist())) / 10)
+    assert np.mean(recall) >= 0.9
+    # each value is kept within half a code's width of its range
+    step = (corpus.max(axis=0) - corpus.min(axis=0)) / 254
+    assert np.all(np.abs(loaded.reconstruct_n(0, 4000) - corpus) <= step / 2 + 1e-6)
+
+
+def test_sq8_rebuilt_from_its_own_vectors_keeps_its_codes() -> None:
+    """A rebuild reuses the stored (decoded) vectors: quantising them again changes nothing, so
+    vectors do not drift build after build."""
+    first = vectors.build_vector_index(clustered(500), hnsw_threshold=1000, compression="sq8")
+    decoded = first.reconstruct_n(0, 500)
+    again = vectors.build_vector_index(decoded, hnsw_threshold=1000, compression="sq8")
+    assert np.array_equal(faiss.vector_to_array(first.codes), faiss.vector_to_array(again.codes))
+    assert np.allclose(again.reconstruct_n(0, 500), decoded, atol=1e-6)

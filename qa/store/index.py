@@ -170,9 +170,9 @@ def build(
             and [d["doc_id"] for d in previous.manifest["documents"]] == new_ids
             # pages or slides read anew (e.g. an index from before locations) are written out
             and all(old_docs[d.doc_id].locations == d.locations for d in documents)
-            # a changed hnsw_threshold may call for the other kind of vector index
+            # a changed hnsw_threshold or vector_compression may call for another kind of vector index
             and previous.manifest["vector_index"].get("type")
-            == kind_for(len(previous.chunks), settings.hnsw_threshold)
+            == kind_for(len(previous.chunks), settings.hnsw_threshold, settings.vector_compression)
             # BM25's scores are computed at build time with its parameters
             and previous.manifest.get("lexical") == LEXICAL_PARAMS
             # an index without sentence vectors, or with another kind, gets them unless the dense
@@ -224,6 +224,10 @@ def _load_previous(index_dir: Path, embedder: Embedder, settings: Settings) -> I
         return None
     if man["model"].get("weights") != getattr(embedder, "fingerprint", None):
         log.info("the embedding model's weights changed: re-embedding everything")
+        return None
+    if str(man["vector_index"].get("type", "")).endswith("-sq8") and settings.vector_compression == "none":
+        # its stored vectors are the 8-bit ones: reusing them would keep their rounding
+        log.info("vector compression turned off: re-embedding everything at full precision")
         return None
     return previous
 
@@ -418,7 +422,7 @@ def _write_generation(
             for c in chunks
         ],
     )
-    index = build_vector_index(vectors, settings.hnsw_threshold)
+    index = build_vector_index(vectors, settings.hnsw_threshold, settings.vector_compression)
     write_vector_index(index, gen / "vectors.faiss")
     if sentences is not None and sentence_starts is not None:  # none when sentence_weight is 0
         np.save(gen / "sentences.npy", sentences, allow_pickle=False)

@@ -6,6 +6,8 @@ Choices (benchmarks in ``bench/README.md``; the figures behind them in
 * Exact ``IndexFlatIP`` up to ``hnsw_threshold`` vectors: a scan that size is cheap and never wrong.
 * ``IndexHNSWFlat`` above it: near-exact recall in under a millisecond a query, with no training
   pass before a build (IVF needs one, and many probes for the same recall).
+* ``vector_compression="sq8"`` stores either kind's vectors in one byte a dimension, 4x smaller,
+  for a little recall (``docs/scale.md#compressed-vectors``).
 * One query is searched on one thread: FAISS splits a single-query scan over its OpenMP
   threads, and on a shared CPU waiting for a descheduled thread costs a scheduler slice.
 * Index files are memory-mapped, not read: loading takes no time whatever the size, processes
@@ -35,19 +37,34 @@ HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
 
 
-def build_vector_index(vectors: np.ndarray, hnsw_threshold: int) -> Any:
+#: The ``vector_compression="sq8"`` storage: one byte a dimension (8-bit scalar quantisation),
+#: 4x smaller than float32 (recall in docs/scale.md#compressed-vectors).
+_QT_8BIT: Any = faiss.ScalarQuantizer.QT_8bit
+
+
+def build_vector_index(vectors: np.ndarray, hnsw_threshold: int, compression: str = "none") -> Any:
     """An inner-product index over L2-normalised ``vectors`` (so scores are cosines).
 
     Exact (``IndexFlatIP``) up to ``hnsw_threshold`` vectors: at that size a brute-force
     scan takes milliseconds and is never wrong. Above it, HNSW keeps search sub-linear.
+    ``compression="sq8"`` stores each vector in one byte a dimension (``_fit_sq8``).
     """
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     dim = vectors.shape[1]
     index: Any
-    if kind_for(len(vectors), hnsw_threshold) == "flat":
+    kind = kind_for(len(vectors), hnsw_threshold, compression)
+    if kind == "flat":
         index = faiss.IndexFlatIP(dim)
+    elif kind == "flat-sq8":
+        index = faiss.IndexScalarQuantizer(dim, _QT_8BIT, faiss.METRIC_INNER_PRODUCT)
+        _fit_sq8(index, vectors)
     else:
-        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        if kind == "hnsw":
+            index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexHNSWSQ(dim, _QT_8BIT, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            _fit_sq8(faiss.downcast_index(index.storage), vectors)
+            index.is_trained = True
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         index.hnsw.efSearch = HNSW_EF_SEARCH
     if len(vectors):
@@ -55,14 +72,34 @@ def build_vector_index(vectors: np.ndarray, hnsw_threshold: int) -> Any:
     return index
 
 
-def kind_for(n: int, hnsw_threshold: int) -> str:
-    """The kind of index ``build_vector_index`` makes for ``n`` vectors: ``"flat"`` or ``"hnsw"``."""
-    return "flat" if n <= hnsw_threshold else "hnsw"
+def _fit_sq8(index: Any, vectors: np.ndarray) -> None:
+    """Set an 8-bit scalar quantiser's range per dimension so that the smallest and largest
+    values of ``vectors`` are the centres of its first and last codes. Decoded vectors then span
+    the same range, so a rebuild that reuses them (``reconstruct``) fits the same quantiser and
+    gets the same codes back, instead of drifting a little with every build as FAISS's own
+    min-max training would."""
+    low = vectors.min(axis=0) if len(vectors) else np.zeros(vectors.shape[1], np.float32)
+    high = vectors.max(axis=0) if len(vectors) else np.zeros(vectors.shape[1], np.float32)
+    # FAISS codes x as int(255 (x - vmin) / vdiff) and decodes code c as vmin + vdiff (c + 0.5) / 255
+    diff = np.maximum((high - low) * 255 / 254, 1e-6)
+    trained = np.concatenate([low - 0.5 * diff / 255, diff]).astype(np.float32)
+    faiss.copy_array_to_vector(trained, index.sq.trained)
+    index.is_trained = True
+
+
+def kind_for(n: int, hnsw_threshold: int, compression: str = "none") -> str:
+    """The kind of index ``build_vector_index`` makes for ``n`` vectors: ``"flat"`` or ``"hnsw"``,
+    with ``"-sq8"`` when compressed."""
+    kind = "flat" if n <= hnsw_threshold else "hnsw"
+    return kind if compression == "none" else f"{kind}-{compression}"
 
 
 def index_kind(index: Any) -> str:
-    """``"hnsw"`` or ``"flat"``: the name a manifest records for ``index``."""
-    return "hnsw" if isinstance(index, faiss.IndexHNSW) else "flat"
+    """The name a manifest records for ``index`` (``kind_for``'s names)."""
+    hnsw = isinstance(index, faiss.IndexHNSW)
+    storage = faiss.downcast_index(index.storage) if hnsw else index
+    sq8 = "-sq8" if isinstance(storage, faiss.IndexScalarQuantizer) else ""
+    return ("hnsw" if hnsw else "flat") + sq8
 
 
 def write_vector_index(index: Any, path: Path) -> None:
