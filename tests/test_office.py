@@ -234,3 +234,97 @@ def test_an_index_without_locations_loads_and_gets_them_on_the_next_build(fake_s
     data = index_mod.load(fake_settings.index_dir)
     assert data.documents["deck.pptx"].locations == ((0, "slide 1"), (17, "slide 2"))
     assert index_mod.build([new], fake_settings.index_dir, embedder, fake_settings).up_to_date
+
+
+def _w(xml: str) -> Any:
+    """A WordprocessingML element parsed from ``xml`` (the w: namespace declared)."""
+    from docx.oxml import parse_xml
+    from docx.oxml.ns import nsdecls
+
+    name = xml[1:].split(">", 1)[0].split(" ", 1)[0].rstrip("/")
+    return parse_xml(f"<{name} {nsdecls('w')}" + xml[1 + len(name) :])
+
+
+def test_docx_text_in_content_controls_and_tracked_changes_is_read_in_order(tmp_path: Path) -> None:
+    """Text inside block and inline content controls, a control around a table and tracked
+    insertions is read where it stands; tracked deletions are not."""
+    document = docx.Document()
+    document.add_paragraph("Opening line.")
+    body = document.element.body
+    anchor = document.add_paragraph("Closing line.")._p
+    anchor.addprevious(
+        _w(
+            "<w:sdt><w:sdtPr/><w:sdtContent><w:p><w:r><w:t>Text in a block control.</w:t></w:r></w:p>"
+            "<w:sdt><w:sdtContent><w:p><w:r><w:t>Nested control.</w:t></w:r></w:p></w:sdtContent></w:sdt>"
+            "</w:sdtContent></w:sdt>"
+        )
+    )
+    anchor.addprevious(
+        _w(
+            '<w:p><w:r><w:t xml:space="preserve">Before </w:t></w:r>'
+            '<w:ins w:id="1" w:author="a"><w:r><w:t>tracked insertion</w:t></w:r></w:ins>'
+            '<w:del w:id="2" w:author="a"><w:r><w:delText> deleted words</w:delText></w:r></w:del>'
+            '<w:sdt><w:sdtContent><w:r><w:t xml:space="preserve"> and an inline control</w:t></w:r>'
+            "</w:sdtContent></w:sdt><w:r><w:tab/><w:t>after a tab.</w:t></w:r></w:p>"
+        )
+    )
+    table = document.add_table(rows=1, cols=2)
+    table.cell(0, 0).text = "Cell one"
+    table.cell(0, 1)._tc.append(
+        _w("<w:sdt><w:sdtContent><w:p><w:r><w:t>Cell two</w:t></w:r></w:p></w:sdtContent></w:sdt>")
+    )
+    wrapper = _w("<w:sdt><w:sdtContent/></w:sdt>")
+    table._tbl.addprevious(wrapper)
+    wrapper[0].append(table._tbl)  # the table inside a content control
+    assert body is document.element.body
+    document.save(str(tmp_path / "controls.docx"))
+    (doc,) = read_folder(tmp_path).documents
+    assert doc.text == (
+        "Opening line.\n\nText in a block control.\n\nNested control.\n\n"
+        "Before tracked insertion and an inline control\tafter a tab.\n\nClosing line.\n\n"
+        "Cell one | Cell two"
+    )
+
+
+def test_docx_title_is_looked_for_only_in_the_first_paragraphs(tmp_path: Path) -> None:
+    """A heading far down is a section, not the title: the file's title property is used."""
+    for at, expected in ((sources.TITLE_PARAGRAPHS - 1, "Heading"), (sources.TITLE_PARAGRAPHS + 10, "Core")):
+        document = docx.Document()
+        document.core_properties.title = "Core"
+        for i in range(at):
+            document.add_paragraph(f"Paragraph {i}.")
+        document.add_heading("Heading", level=1)
+        path = tmp_path / f"t{at}.docx"
+        document.save(str(path))
+        assert sources.read_file(path, path.name).title == expected
+
+
+def test_text_past_the_size_limit_is_left_out_with_a_note(tmp_path: Path) -> None:
+    write_leave_docx(tmp_path / "leave.docx")
+    notes: list[str] = []
+    doc = sources.read_file(tmp_path / "leave.docx", "leave.docx", notes, max_chars=40)
+    assert doc.text == LEAVE_TEXT[:40]
+    assert (
+        len(notes) == 1 and f"first 40 characters of text are indexed ({len(LEAVE_TEXT)} in all" in notes[0]
+    )
+
+
+def test_a_shape_python_pptx_cannot_name_does_not_lose_the_deck(tmp_path: Path) -> None:
+    """A text shape without geometry or text-box flag (as some generators write it): asking its
+    shape_type raises NotImplementedError; its text and the rest of the deck are still read."""
+    deck = pptx.Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[6])
+    slide.shapes.add_textbox(Inches(1), Inches(1), Inches(4), Inches(1)).text_frame.text = "Visible text"
+    odd = slide.shapes.add_textbox(Inches(1), Inches(3), Inches(4), Inches(1))
+    odd.text_frame.text = "A shape without geometry"
+    odd._element.nvSpPr.cNvSpPr.attrib.pop("txBox", None)
+    for geometry in odd._element.spPr.findall(
+        "{http://schemas.openxmlformats.org/drawingml/2006/main}prstGeom"
+    ):
+        odd._element.spPr.remove(geometry)
+    with pytest.raises(NotImplementedError):
+        _ = odd.shape_type
+    deck.save(str(tmp_path / "odd.pptx"))
+    result = read_folder(tmp_path)
+    assert result.warnings == []
+    assert result.documents[0].text == "Visible text\nA shape without geometry"

@@ -18,7 +18,7 @@ import pytest
 from qa import QA, Settings
 from qa.serve import source_view
 from qa.serve.render import SOURCE_ANCHOR, quote_hash, source_href
-from qa.types import Citation
+from qa.types import Citation, Document
 from tests.app_fixtures import (
     HOSTILE_NAME,
     HOSTILE_QUESTION,
@@ -172,6 +172,40 @@ def test_a_link_whose_offsets_do_not_hold_its_quote_highlights_nothing(http: htt
     r = http.get(_path(c).replace(f"start={c.start}", f"start={c.start + 1}"))
     assert r.status_code == 200 and _marked(r.text) is None
     assert "do not hold the quote it names" in r.text
+
+
+def test_a_link_with_the_version_but_no_quote_hash_highlights_nothing(http: httpx.Client, engine: QA) -> None:
+    """The version alone does not vouch for the offsets: a link without q= marks nothing and
+    says why, and still shows the document."""
+    c = _cite(http, HOSTILE_QUESTION)
+    path = _path(c)
+    assert path.endswith(f"&q={quote_hash(c.quote)}") and f"&v={c.doc_sha256}" in path
+    r = http.get(path.split("&q=")[0])
+    assert r.status_code == 200 and _marked(r.text) is None
+    assert "names no quote" in r.text
+    assert _shown_text(r.text) == engine.document(c.doc_id).text
+
+
+def test_resolve_marks_only_a_quote_its_hash_names() -> None:
+    text = "Memo\n\nThe badge colour is teal.\n"
+    doc = Document("memo.txt", "Memo", text, "ab" * 32)
+    start, end = text.index("The"), text.index("teal") + 4
+    quote = quote_hash(text[start:end])
+    assert source_view.resolve(source_view.Link("memo.txt", start, end, doc.sha256, quote), doc) == (
+        source_view.View(start, end)
+    )
+    unnamed = source_view.resolve(source_view.Link("memo.txt", start, end, doc.sha256, ""), doc)
+    assert (unnamed.start, unnamed.end) == (None, None) and "names no quote" in unnamed.notice
+
+
+def test_source_pages_count_against_the_rate_limit(engine: QA) -> None:
+    """Each page renders a whole document: a client cannot fetch them without limit."""
+    doc = engine.document("handbook.txt")
+    path = f"/source?doc=handbook.txt&start=0&end=5&v={doc.sha256}&q={quote_hash(doc.text[:5])}"
+    with live(engine, rate_limit_per_minute=3) as s, httpx.Client(base_url=s.url, timeout=60) as http:
+        codes = [http.get(path).status_code for _ in range(5)]
+        assert codes == [200, 200, 200, 429, 429]
+        assert http.get("/api/health").status_code == 200  # still never limited
 
 
 # -- access rules --------------------------------------------------------------------------

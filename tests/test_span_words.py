@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
-from qa.answer.span_reader import atomic_tokens, finish_span, inside_token, whole_words
+from qa.answer.calibration import Calibration
+from qa.answer.reader import SpanModelReader, document_span
+from qa.answer.span_reader import PassageReading, Span, atomic_tokens, finish_span, inside_token, whole_words
+from qa.types import Chunk, Document, Hit
 
 POLICY = (
     "Travel policy v3.2 (certified to ISO-27001).\n"
@@ -120,10 +124,63 @@ def test_whole_words_only_grows_and_finish_is_stable_with_exact_offsets() -> Non
         quote = POLICY[s:e]
         if not any(c.isalnum() for c in quote):
             continue  # punctuation alone: the reader drops such spans
-        assert quote == quote.strip() and len(quote) == e - s
+        assert quote == quote.strip()
+        # Nothing the model chose is lost: finishing trims only punctuation and space.
+        chosen = [i for i in range(a, b) if POLICY[i].isalnum()]
+        assert not chosen or (s <= chosen[0] and chosen[-1] < e), (POLICY[a:b], quote)
         assert not inside_token(POLICY, s) and not inside_token(POLICY, e), quote
         assert not any(x < s < y or x < e < y for x, y in atoms), quote
         assert finish_span(POLICY, s, e, atoms) == (s, e)
+
+
+class _EdgeModel:
+    """A stub span model that quotes the first ``n`` and the last ``n`` characters of a passage."""
+
+    path = "stub"
+
+    def __init__(self, n: int, last: bool) -> None:
+        self.n, self.last = n, last
+        self.info = {"sha256": "stub"}
+
+    def load(self) -> None:
+        pass
+
+    def read(self, question: str, passages: list[str]) -> list[PassageReading]:
+        out = []
+        for text in passages:
+            start = len(text) - self.n if self.last else 0
+            out.append(PassageReading([Span(start, start + self.n, 5.0)], 0.0))
+        return out
+
+
+@pytest.mark.parametrize(("cut", "n", "last"), [("HR-POL-2024", 7, False), ("ISO-27001", 6, True)])
+def test_a_quote_at_a_chunk_cut_inside_a_word_grows_to_the_documents_whole_word(
+    cut: str, n: int, last: bool
+) -> None:
+    """A chunk cut inside a code: the reader's quote is the whole code of the document, at
+    exact offsets, not the piece inside the chunk."""
+    text = "Rules\n\nThe policy HR-POL-2024 applies to travel certified to ISO-27001 only.\n"
+    doc = Document("p.txt", "Rules", text, "x")
+    at = text.index(cut) + (len(cut) - n if not last else n)  # the chunk starts or ends inside it
+    lo, hi = (at, len(text)) if not last else (0, at)
+    chunk = Chunk("p.txt#1", doc.doc_id, doc.title, lo, hi, text[lo:hi])
+    reader = SpanModelReader(passages=1)
+    reader._model = _EdgeModel(n, last)  # type: ignore[assignment]
+    reader.calibration = Calibration()
+    hit = Hit(chunk, 0.9, 1, dense_score=0.5, lexical_score=1.0)
+    citation = reader.read("Which code?", [hit], {doc.doc_id: doc}, np.zeros(3)).citation
+    assert citation is not None
+    assert citation.quote == cut == text[citation.start : citation.end]
+    # the passage grows to hold the quote, so the passage view can mark it
+    assert citation.passage == text[citation.passage_start : citation.passage_end]
+    assert citation.passage_start <= citation.start and citation.end <= citation.passage_end
+
+
+def test_document_span_keeps_a_whole_span_and_widens_a_cut_one() -> None:
+    start = POLICY.index("company.example")
+    assert POLICY[slice(*document_span(POLICY, start, start + 7))] == "name@company.example"
+    start = POLICY.index("allowance")
+    assert document_span(POLICY, start, start + 9) == (start, start + 9)
 
 
 @pytest.mark.model

@@ -23,6 +23,8 @@ from qa.types import Citation, Document, Hit
 
 # How far around a chunk to look for the sentence that holds the answer.
 _SENTENCE_MARGIN = 400
+# How far either side of a quote to look when finishing it on the document's whole words.
+_WORD_MARGIN = 256
 log = logging.getLogger("qa")
 
 
@@ -71,12 +73,30 @@ class Reader(Protocol):
     ) -> Reading: ...
 
 
+def document_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """``text[start:end]``, a span a reader finished on whole words of its chunk, finished on
+    whole words of the document ``text``: a chunk can be cut inside a word, a number or a code,
+    so a span at the chunk's edge can start or end inside one ("OL-2024" of "HR-POL-2024").
+    ``text[s:e]`` is the quote: offsets stay exact."""
+    from qa.answer.span_reader import finish_span
+
+    # A window around the span, not the whole document: finishing scans it for e-mail
+    # addresses and URLs, and a token longer than the margin is not a word anyone quotes.
+    lo, hi = max(0, start - _WORD_MARGIN), min(len(text), end + _WORD_MARGIN)
+    s, e = finish_span(text[lo:hi], start - lo, end - lo)
+    return lo + s, lo + e
+
+
 def make_citation(doc: Document, hit: Hit, start: int, end: int, score: float) -> Citation:
     """A citation of doc.text[start:end] with its sentence and passage."""
     lo = max(0, hit.chunk.start - _SENTENCE_MARGIN)
     hi = min(len(doc.text), hit.chunk.end + _SENTENCE_MARGIN)
     spans = [(s + lo, e + lo) for s, e in sentence_spans(doc.text[lo:hi])]
     s_start, s_end = enclosing(spans, start, end)
+    # A quote finished on the document's whole words can run past a chunk cut inside a word:
+    # the passage then grows to hold it, so the passage view can still mark it.
+    p_start, p_end = min(hit.chunk.start, start), max(hit.chunk.end, end)
+    grown = (p_start, p_end) != (hit.chunk.start, hit.chunk.end)
     return Citation(
         doc_id=doc.doc_id,
         title=doc.title,
@@ -87,9 +107,9 @@ def make_citation(doc: Document, hit: Hit, start: int, end: int, score: float) -
         sentence=doc.text[s_start:s_end],
         sentence_start=s_start,
         sentence_end=s_end,
-        passage=hit.chunk.text,
-        passage_start=hit.chunk.start,
-        passage_end=hit.chunk.end,
+        passage=doc.text[p_start:p_end] if grown else hit.chunk.text,
+        passage_start=p_start,
+        passage_end=p_end,
         score=round(score, 4),
         location=doc.location_at(start),
         doc_sha256=doc.sha256,
@@ -277,8 +297,9 @@ class SpanModelReader:
         features = dict(best.features)
         features["top_cosine"] = max((h.dense_score or 0.0) for h in hits[: self.passages])
         hit = best.hit
-        start, end = hit.chunk.start + best.start, hit.chunk.start + best.end
-        citation = make_citation(documents[hit.chunk.doc_id], hit, start, end, features["margin"])
+        doc = documents[hit.chunk.doc_id]
+        start, end = document_span(doc.text, hit.chunk.start + best.start, hit.chunk.start + best.end)
+        citation = make_citation(doc, hit, start, end, features["margin"])
         confidence = self.calibration.confidence(features)
         return Reading(citation, _promote(hits, hit), confidence, features, tuple(candidates))
 

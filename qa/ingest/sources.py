@@ -90,7 +90,7 @@ def read_entry(root: Path, path: Path, max_file_bytes: int) -> tuple[Document | 
         if size > max_file_bytes:
             raise _Skip(f"larger than the {max_file_bytes // (1024 * 1024)} MB limit")
         notes: list[str] = []
-        doc = read_file(path, doc_id, notes)
+        doc = read_file(path, doc_id, notes, max_chars=max_file_bytes)
     except _Skip as why:
         return None, [f"skipped {doc_id}: {why}"]
     except OSError as exc:
@@ -140,17 +140,29 @@ class Extracted:
     notes: tuple[str, ...] = ()  # what was left out of a file that is still indexed, and why
 
 
-def read_file(path: Path, doc_id: str, notes: list[str] | None = None) -> Document:
+def read_file(
+    path: Path, doc_id: str, notes: list[str] | None = None, max_chars: int | None = None
+) -> Document:
     """Read one file into a Document with the reader for its suffix; raises _Skip with the
     reason when unusable. ``notes`` collects what was left out of a file still read (e.g.
-    scanned pages of a PDF)."""
+    scanned pages of a PDF). ``max_chars``: text beyond it is left out, with a note (a
+    compressed Office file can unpack to far more text than the file size limit allows)."""
     reader = READERS[path.suffix.lower()]
     found = reader(path.read_bytes())
     if not found.text.strip():
         raise _Skip("empty (no text to index)")
+    text, locations = found.text, found.locations
+    if max_chars is not None and len(text) > max_chars:
+        text = text[:max_chars]
+        locations = tuple(loc for loc in locations if loc[0] < max_chars)
+        if notes is not None:
+            notes.append(
+                f"only its first {max_chars} characters of text are indexed ({len(found.text)} in all, "
+                "over the max_file_bytes limit); split the file to index the rest"
+            )
     if notes is not None:
         notes.extend(found.notes)
-    return make_document(doc_id, found.text, found.title, found.locations)
+    return make_document(doc_id, text, found.title, locations)
 
 
 def _decode(raw: bytes) -> str:
@@ -322,37 +334,83 @@ def _office(kind: str, suffix: str, parse: Callable[[io.BytesIO], Extracted]) ->
     return read
 
 
-def _docx_blocks(container: Any) -> Iterator[str]:
-    """The text of each paragraph and table of a document body or table cell, in reading
-    order; a table is one block, a line per row with its cells separated by " | "."""
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+#: Body elements whose content is not document text: properties, and deleted or moved-away text.
+_DOCX_NOT_TEXT = frozenset(
+    _W + name for name in ("sectPr", "sdtPr", "sdtEndPr", "pPr", "rPr", "tblPr", "tcPr", "del", "moveFrom")
+)
+#: Inline elements left out of a paragraph's text: drawings and embedded objects hold text boxes
+#: (each written twice, as a drawing and as its fallback), fields hold their codes.
+_DOCX_NOT_INLINE = _DOCX_NOT_TEXT | {
+    _W + "drawing",
+    _W + "pict",
+    _W + "object",
+    "{http://schemas.openxmlformats.org/markup-compatibility/2006}AlternateContent",
+}
+#: Paragraphs looked at for a document's title: it is at the top, and a huge body is not scanned.
+TITLE_PARAGRAPHS = 50
+
+
+def _docx_paragraph_text(element: Any) -> str:
+    """A paragraph's text from its ``w:t`` elements at any depth (tracked insertions, content
+    controls, hyperlinks, fields' results), tabs and line breaks kept; deleted text is not in it."""
+    parts = []
+    for child in element.iterchildren():
+        tag = child.tag
+        if tag == _W + "t":
+            parts.append(child.text or "")
+        elif tag == _W + "tab":
+            parts.append("\t")
+        elif tag == _W + "cr" or (
+            tag == _W + "br" and child.get(_W + "type", "textWrapping") == "textWrapping"
+        ):
+            parts.append("\n")
+        elif isinstance(tag, str) and tag not in _DOCX_NOT_INLINE:  # comments' tags are not str
+            parts.append(_docx_paragraph_text(child))
+    return "".join(parts)
+
+
+def _docx_blocks(element: Any, parent: Any) -> Iterator[str]:
+    """The text of each paragraph and table under a body or table cell element, in reading order,
+    at any depth of content controls (``w:sdt``) and custom XML; a table is one block, a line per
+    row with its cells separated by " | ". ``parent``: the python-docx object that owns it."""
     from docx.table import Table
 
-    for block in container.iter_inner_content():
-        if isinstance(block, Table):
+    for child in element.iterchildren():
+        tag = child.tag
+        if tag == _W + "p":
+            text = _docx_paragraph_text(child).strip()
+            if text:
+                yield text
+        elif tag == _W + "tbl":
             rows = []
-            for row in block.rows:
+            for row in Table(child, parent).rows:
                 cells, seen = [], set()
                 for cell in row.cells:
                     if id(cell._tc) in seen:  # a merged cell is listed once per grid column it spans
                         continue
                     seen.add(id(cell._tc))
-                    cells.append(" ".join(" ".join(_docx_blocks(cell)).split()))
+                    cells.append(" ".join(" ".join(_docx_blocks(cell._tc, cell)).split()))
                 if any(cells):
                     rows.append(" | ".join(cells))
             if rows:
                 yield "\n".join(rows)
-        else:
-            text = block.text.strip()
-            if text:
-                yield text
+        elif isinstance(tag, str) and tag not in _DOCX_NOT_TEXT:
+            yield from _docx_blocks(child, parent)
 
 
 def _docx_title(document: Any) -> str | None:
-    """The first Title or Heading 1 paragraph, else the file's title property."""
-    for paragraph in document.paragraphs:
-        style = paragraph.style.name if paragraph.style is not None else ""
-        if style in ("Title", "Heading 1") and paragraph.text.strip():
-            return _clip(paragraph.text)
+    """The first Title or Heading 1 paragraph among the first ``TITLE_PARAGRAPHS``, else the
+    file's title property."""
+    from itertools import islice
+
+    # Style ids are compared: python-docx's paragraph.style looks the id up among all styles.
+    wanted = {s.style_id for s in document.styles if s.name in ("Title", "Heading 1")}
+    for p in islice(document.element.body.iter(_W + "p"), TITLE_PARAGRAPHS):
+        if p.style in wanted:
+            text = _docx_paragraph_text(p).strip()
+            if text:
+                return _clip(text)
     title = document.core_properties.title
     return _clip(title) if title and title.strip() else None
 
@@ -362,16 +420,18 @@ def _parse_docx(package: io.BytesIO) -> Extracted:
     import docx
 
     document = docx.Document(package)
-    return Extracted("\n\n".join(_docx_blocks(document)), _docx_title(document))
+    return Extracted("\n\n".join(_docx_blocks(document.element.body, document)), _docx_title(document))
 
 
 def _pptx_shape_texts(shapes: Any) -> Iterator[str]:
     """The text of each shape in the slide's reading order (PowerPoint's is the shape tree's
     order), group shapes entered, tables a line per row."""
-    from pptx.enum.shapes import MSO_SHAPE_TYPE
+    from pptx.shapes.group import GroupShape
 
     for shape in shapes:
-        if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
+        # Not shape.shape_type: python-pptx raises NotImplementedError for a shape it cannot
+        # name (a text shape without geometry, as some generators write), which lost the deck.
+        if isinstance(shape, GroupShape):
             yield from _pptx_shape_texts(shape.shapes)
         elif shape.has_text_frame:
             yield _pptx_text(shape.text_frame.text)

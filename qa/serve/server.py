@@ -425,8 +425,13 @@ def _without_external_meta(send: Send) -> Send:
 
 def _is_costly(method: str, path: str) -> bool:
     # Questions arrive as POSTs (the API and Gradio's queue); page assets are GETs and
-    # a single page load fetches dozens of them, so those are not counted.
-    return method == "POST" or (path.startswith("/api/") and path not in PUBLIC_PATHS)
+    # a single page load fetches dozens of them, so those are not counted. A source page
+    # renders a whole document (up to max_file_bytes), so it is counted like a question.
+    return (
+        method == "POST"
+        or (path.startswith("/api/") and path not in PUBLIC_PATHS)
+        or path == source_view.PATH
+    )
 
 
 def _headers(scope: Scope) -> dict[str, str]:

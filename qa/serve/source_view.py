@@ -92,17 +92,25 @@ class View:
 
 
 def resolve(link: Link, doc: Document) -> View:
-    """Where to mark the quote in the live ``doc``: the cited offsets when they still hold the
-    cited quote (the same document version, or the same quote hash); else no mark and a notice
-    saying why, so other characters are never highlighted."""
+    """Where to mark the quote in the live ``doc``: the cited offsets when they hold the quote
+    the link names (its ``q`` hash; a link without one marks nothing); else no mark and a
+    notice saying why, so other characters are never highlighted."""
     start, end = link.start, link.end
     if start is None or end is None:
         return View(None, None)
     fits = end <= len(doc.text)
     quote_holds = fits and bool(link.quote) and quote_hash(doc.text[start:end]) == link.quote
     if link.version and link.version == doc.sha256:
-        if fits and (quote_holds or not link.quote):
+        if quote_holds:
             return View(start, end)
+        if not link.quote:
+            # The version alone says nothing about the offsets: a hand-edited link could
+            # mark any characters of the document as the quoted answer.
+            return View(
+                None,
+                None,
+                "This link names no quote (its q= is missing), so nothing is highlighted.",
+            )
         return View(
             None,
             None,
