@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
 
 from qa.answer.span_reader import PassageReading, Span, SpanReader, is_list_marker, tidy_span
 from qa.errors import ModelError
@@ -202,6 +203,18 @@ def test_tiny_training_run_ships_a_loadable_reader(tmp_path: Path) -> None:
     again += ["--epochs", "1", "--batch-size", "4", "--seed", "1", "--resume", "--shared-norm", "1"]
     with pytest.raises(SystemExit, match=re.escape("other data or batches (shared_norm None -> 1.0)")):
         main(again)
+    # other held-out articles make other examples: refused too
+    other = [*again[:-2]]
+    other[other.index("Article_2")] = "Article_1"
+    with pytest.raises(SystemExit, match=re.escape("holdout ['Article_2'] -> ['Article_1']")):
+        main(other)
+    # a checkpoint written before the held-out titles and dev files were recorded still resumes
+    ckpt = work / "checkpoint.pt"
+    ck = torch.load(ckpt, map_location="cpu", weights_only=False)
+    for key in ("holdout", "dev_files_sha256"):
+        del ck["settings"][key]
+    torch.save(ck, ckpt)
+    assert main(again[:-2]) == 0
 
     # the abstention probe reads the held-out article: one question, one unanswerable, no other
     # paragraph (so, read without its own, the question has nothing to answer from)

@@ -39,7 +39,7 @@ import torch
 
 from qa.answer.span_reader import WEIGHTS_FILE, SpanReader, load_tokenizer, sha256_file
 from training.reader_card import write_card
-from training.reader_data import DATA_DIR, HOLDOUT, build_data
+from training.reader_data import DATA_DIR, HOLDOUT, V1_FILE, V2_FILE, build_data
 from training.reader_distill import distill_loss, pad_targets, teacher_targets
 from training.reader_eval import evaluate, evaluate_with_distractor, time_per_passage
 from training.reader_features import (
@@ -73,7 +73,11 @@ BATCH_KEYS = (
     "distractor_file_sha256",
     "train_files_sha256",
     "article_negatives",
+    "holdout",
+    "dev_files_sha256",
 )
+#: Keys recorded only since a later version: a checkpoint without them is not refused for them.
+LATER_KEYS = ("holdout", "dev_files_sha256")
 
 
 def log(msg: str) -> None:
@@ -334,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         **({"article_negatives": args.article_negatives} if args.article_negatives else {}),
         "max_steps": args.max_steps,
         "threads": args.threads,
+        "holdout": sorted(holdout),
+        "dev_files_sha256": [sha256_file(Path(args.data_dir) / f) for f in (V1_FILE, V2_FILE)],
         "total_steps": total_steps,
         **({"init": f"{args.init} (sha256 {init_sha})"} if args.init else {}),
         **({"all_answers": True} if args.all_answers else {}),
@@ -369,7 +375,11 @@ def main(argv: list[str] | None = None) -> int:
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         # the checkpoint's position counts batches of its own data: refuse other data or batches
         before = ck.get("settings", {})
-        changed = [k for k in BATCH_KEYS if before.get(k) != settings.get(k)]
+        changed = [
+            k
+            for k in BATCH_KEYS
+            if before.get(k) != settings.get(k) and not (k in LATER_KEYS and k not in before)
+        ]
         if changed:
             diff = ", ".join(f"{k} {before.get(k)} -> {settings.get(k)}" for k in changed)
             raise SystemExit(f"--resume: {ckpt_path} was made with other data or batches ({diff})")
@@ -377,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
         opt.load_state_dict(ck["optimizer"])
         state = ck["state"]
         torch.set_rng_state(ck["torch_rng"])
+        if ck.get("cuda_rng") and device.type == "cuda":  # dropout on a GPU draws from its own generator
+            torch.cuda.set_rng_state_all(ck["cuda_rng"])
         log(f"resumed from {ckpt_path}: epoch {state['epoch']} batch {state['batch']} step {state['step']}")
     elif args.export_only:
         raise SystemExit(f"--export-only: no checkpoint at {ckpt_path}")
@@ -393,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
                 "optimizer": opt.state_dict(),
                 "state": state,
                 "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
                 "settings": settings,
             },
             tmp,
