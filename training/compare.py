@@ -21,7 +21,7 @@ from qa.answer.span_reader import SpanReader
 from training.average import paired_gain
 from training.reader_data import DATA_DIR, build_data
 from training.reader_eval import question_scores, summarise
-from training.reader_model import load_reader_folder
+from training.reader_model import read_reader_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    configs = [load_reader_folder(f)[1] for f in (args.old, args.new)]
+    configs = [read_reader_config(f) for f in (args.old, args.new)]  # SpanReader loads the weights
     holdouts = {tuple(sorted(c.get("holdout", []))) for c in configs}
     if len(holdouts) != 1 or not next(iter(holdouts)):
         raise SystemExit("the readers held out different (or no) articles: no honest paired score")

@@ -59,18 +59,24 @@ def base_reader_model() -> tuple[torch.nn.Module, dict[str, Any]]:
     return model, bert_cfg
 
 
-def load_reader_folder(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """A trained reader's fp32 state dict (from any stored precision) and its config."""
-    from safetensors.torch import load_file
-
+def read_reader_config(folder: Path) -> dict[str, Any]:
+    """A trained reader folder's config (its settings and held-out articles), weights unread."""
     weights, config = folder / WEIGHTS_FILE, folder / CONFIG_FILE
     if not weights.is_file() or not config.is_file():
         raise SystemExit(f"{folder}: not a reader folder (needs {WEIGHTS_FILE} and {CONFIG_FILE})")
     try:
-        cfg = json.loads(config.read_text(encoding="utf-8"))
+        cfg: dict[str, Any] = json.loads(config.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise SystemExit(f"cannot read {config}: {exc}") from None
-    return dequantize_state(load_file(str(weights), device="cpu")), cfg
+    return cfg
+
+
+def load_reader_folder(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A trained reader's fp32 state dict (from any stored precision) and its config."""
+    from safetensors.torch import load_file
+
+    cfg = read_reader_config(folder)
+    return dequantize_state(load_file(str(folder / WEIGHTS_FILE), device="cpu")), cfg
 
 
 def load_init(model: torch.nn.Module, folder: Path, holdout: list[str]) -> str:
