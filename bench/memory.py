@@ -13,7 +13,9 @@
    (``QA.search``), and the answers' token F1 and exact match (``QA.ask``).
 
 Results: stdout and ``bench/results/memory.{md,json}``. Nothing here runs the 1M case unless
-asked (``--clustered 1000000 --hnsw 1000000``: tens of minutes and several GB).
+asked (``--clustered 1000000 --hnsw 1000000``: tens of minutes and several GB). ``--docs 0``
+skips the real index, ``--hnsw 0`` the HNSW index: ``--docs 0 --hnsw 0 --clustered 1000000``
+measures the flat index at 1M alone (a few minutes, about 3 GB).
 """
 
 from __future__ import annotations
@@ -160,6 +162,8 @@ def clustered(n: int, n_hnsw: int, work: Path) -> dict[str, Any]:
     both = clustered_vectors(max(n, n_hnsw) + 200, seed=1)
     queries = both[-200:]
     for name, size, threshold in (("flat", n, n), ("hnsw", n_hnsw, 0)):
+        if not size:
+            continue
         corpus = both[:size]
         truth = vec.build_vector_index(corpus, size).search(queries, 10)[1]
         for compression in ("none", "sq8"):
@@ -169,10 +173,13 @@ def clustered(n: int, n_hnsw: int, work: Path) -> dict[str, Any]:
             built = time.perf_counter() - t0
             path = work / f"{name}-{compression}.faiss"
             vec.write_vector_index(index, path)
-            found = vec.read_vector_index(path).search(queries, 10)[1]
+            loaded = vec.read_vector_index(path)
+            t0 = time.perf_counter()
+            found = loaded.search(queries, 10)[1]
+            searched = time.perf_counter() - t0
             out[f"{name}-{compression}"] = {
                 "recall10": _recall(truth, found), "bytes_per_vector": path.stat().st_size / size,
-                "build_s": built,
+                "build_s": built, "search_ms_per_query_batched": 1000 * searched / len(queries),
             }  # fmt: skip
     return out
 
@@ -189,36 +196,35 @@ def main(argv: list[str] | None = None) -> int:
     print(md[0], flush=True)
     work = Path(tempfile.mkdtemp(prefix="qa-bench-memory-"))
     try:
-        real = real_index(args.docs, args.questions, work)
+        real = real_index(args.docs, args.questions, work) if args.docs else None
         synth = clustered(args.clustered, args.hnsw, work)
-        vocab = vocabulary()
+        vocab = vocabulary() if args.docs else None
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    n = real["chunks"]
-    rows = [[part, b, b * 1e6 / MIB] for part, b in real["bytes_per_chunk"].items()]
-    hnsw_links = synth["hnsw-none"]["bytes_per_vector"] - synth["flat-none"]["bytes_per_vector"]
-    rows.append(["HNSW graph (above hnsw_threshold), clustered vectors", hnsw_links, hnsw_links * 1e6 / MIB])
-    md.append(
-        table(
-            f"Bytes per chunk by part ({real['docs']} SQuAD paragraphs: {n} chunks, "
-            f"{real['sentences'] / n:.2f} sentences a chunk; bundled model)",
-            ["part", "bytes per chunk", "MiB per million chunks"],
-            rows,
+    if real is not None:
+        n = real["chunks"]
+        rows = [[part, b, b * 1e6 / MIB] for part, b in real["bytes_per_chunk"].items()]
+        if "hnsw-none" in synth:
+            links = synth["hnsw-none"]["bytes_per_vector"] - synth["flat-none"]["bytes_per_vector"]
+            rows.append(["HNSW graph (above hnsw_threshold), clustered vectors", links, links * 1e6 / MIB])
+        md.append(
+            table(
+                f"Bytes per chunk by part ({real['docs']} SQuAD paragraphs: {n} chunks, "
+                f"{real['sentences'] / n:.2f} sentences a chunk; bundled model)",
+                ["part", "bytes per chunk", "MiB per million chunks"],
+                rows,
+            )
         )
-    )
+    real_row = []
+    if real is not None:
+        sq8_bytes = real["bytes_per_chunk"]["vectors (flat, sq8)"]
+        name = "SQuAD chunks, real question embeddings"
+        real_row = [[name, "flat", sq8_bytes, real["recall10_real"], "-", "-"]]
     md.append(
         table(
             "8-bit vectors (sq8) against float32: recall@10 vs exact search",
-            ["vectors", "index", "bytes per vector", "recall@10", "build s"],
-            [
-                [
-                    "SQuAD chunks, real question embeddings",
-                    "flat",
-                    real["bytes_per_chunk"]["vectors (flat, sq8)"],
-                    real["recall10_real"],
-                    "-",
-                ]
-            ]
+            ["vectors", "index", "bytes per vector", "recall@10", "build s", "search ms/query (batched)"],
+            real_row
             + [
                 [
                     f"clustered, {synth['n' if k.startswith('flat') else 'n_hnsw']:,}",
@@ -226,27 +232,33 @@ def main(argv: list[str] | None = None) -> int:
                     v["bytes_per_vector"],
                     v["recall10"],
                     v["build_s"],
+                    v["search_ms_per_query_batched"],
                 ]
                 for k, v in synth.items()
                 if isinstance(v, dict)
             ],
         )
     )
-    md.append(
-        table(
-            f"End to end on the real index ({real['questions']} questions with answers)",
-            ["vectors", "hit@5", "EM", "F1", "seconds"],
-            [[c, *(real[f"e2e_{c}"][k] for k in ("hit@5", "EM", "F1", "seconds"))] for c in ("none", "sq8")],
+    if real is not None and vocab is not None:
+        md.append(
+            table(
+                f"End to end on the real index ({real['questions']} questions with answers)",
+                ["vectors", "hit@5", "EM", "F1", "seconds"],
+                [
+                    [c, *(real[f"e2e_{c}"][k] for k in ("hit@5", "EM", "F1", "seconds"))]
+                    for c in ("none", "sq8")
+                ],
+            )
         )
-    )
-    md.append(
-        table(
-            f"BM25 vocabulary as the corpus grows (SQuAD chunks; word pairs hashed into {vocab['buckets']:,} "
-            f"buckets; words ~ {vocab['heaps_k']:.1f} x chunks^{vocab['heaps_beta']:.2f})",
-            ["chunks", "terms", "of which pair buckets"],
-            [[r["chunks"], r["terms"], r["pairs"]] for r in vocab["rows"]],
+        md.append(
+            table(
+                f"BM25 vocabulary as the corpus grows (SQuAD chunks; word pairs hashed into "
+                f"{vocab['buckets']:,} buckets; words ~ {vocab['heaps_k']:.1f} x "
+                f"chunks^{vocab['heaps_beta']:.2f})",
+                ["chunks", "terms", "of which pair buckets"],
+                [[r["chunks"], r["terms"], r["pairs"]] for r in vocab["rows"]],
+            )
         )
-    )
     md.append(f"\nAfter: {load_line()}")
     results = {
         "machine": machine(),

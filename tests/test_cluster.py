@@ -77,7 +77,14 @@ def _script(spec: dict[str, Any]) -> None:
             out["pids_after"].append(pool.pids())  # a restarted worker has a new pid
 
     cluster.connect = spy
-    out: dict[str, Any] = {"builds": [], "pids_after": [], "killed": []}
+    out: dict[str, Any] = {"builds": [], "pids_after": [], "killed": [], "clusters": []}
+    if spec.get("head"):  # a running cluster, started as its users start one; the namespace ends it
+        ray_cli = str(Path(sys.executable).with_name("ray"))
+        head = [ray_cli, "start", "--head", "--num-cpus", "2", "--include-dashboard=false",
+                "--node-ip-address=127.0.0.1", "--disable-usage-stats",
+                "--ray-client-server-port", str(spec["head"]),
+                "--temp-dir", os.environ["RAY_TMPDIR"]]  # fmt: skip
+        subprocess.run(head, check=True, capture_output=True, timeout=180)
     for step in spec["builds"]:
         cluster.TASK_TEXTS = step.get("task_texts", spec.get("task_texts", cluster.TASK_TEXTS))
         calls: list[tuple[int, int]] = []
@@ -94,8 +101,10 @@ def _script(spec: dict[str, Any]) -> None:
 
         settings = Settings(
             seeds_dir=Path(step["seeds"]), index_dir=Path(step["index"]), model=spec["model"],
-            reader=spec.get("reader", "none"), min_confidence=0.0, cluster=spec["cluster"],
+            reader=spec.get("reader", "none"), min_confidence=0.0,
+            cluster=step.get("cluster", spec["cluster"]),
         )  # fmt: skip
+        out["clusters"].append(settings.cluster)
         qa = QA.build(settings=settings, progress=progress)
         report = qa.last_build
         assert report is not None
@@ -372,6 +381,46 @@ def test_killed_driver_keeps_the_old_index_and_the_next_build_completes(
     local = tmp_path / "local"
     local_build(v2, local, fake_settings)
     assert_same_index(local, index, atol=0.0)
+
+
+@pytest.mark.slow
+@needs_cluster
+def test_a_running_cluster_by_auto_and_by_a_ray_client_address(
+    tmp_path: Path, fake_settings: Any, ray_tmp: Path
+) -> None:
+    """A cluster started with `ray start --head` (token authentication on, as Ray 2.59+ does by
+    default for local clusters): `auto` builds v1 from scratch, and Ray Client (`ray://`)
+    builds v2 over it incrementally; each equals a local build, and the workers, one per CPU
+    the cluster has, are Ray's, not a cluster `qa` started."""
+    v1, v2 = make_seeds(tmp_path / "v1", 1), make_seeds(tmp_path / "v2", 2)
+    index = tmp_path / "index"
+    port = 10001
+    spec = {
+        "model": "hash-64", "cluster": "auto", "task_texts": 4, "head": port,
+        "out": str(tmp_path / "out.json"),
+        "builds": [{"seeds": str(v1), "index": str(index)},
+                   {"seeds": str(v2), "index": str(index), "cluster": f"ray://127.0.0.1:{port}"}],
+    }  # fmt: skip
+    token = os.urandom(16).hex()  # the client must present the cluster's token
+    env = {**_env(ray_tmp), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    proc = subprocess.run(
+        in_namespace([sys.executable, str(HERE), json.dumps(spec)]), env=env,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert_no_ray_left(ray_tmp)
+    out = json.loads(Path(spec["out"]).read_text())
+    assert out["clusters"] == ["auto", f"ray://127.0.0.1:{port}"]
+    assert [len(p) for p in out["pids_after"]] == [2, 2]  # one worker per CPU of the cluster
+    local = tmp_path / "local"
+    first = local_build(v1, local, fake_settings)
+    assert out["builds"][0]["embedded"] == first.embedded > 0
+    assert out["builds"][0]["warnings"] == first.warnings
+    second = local_build(v2, local, fake_settings)
+    assert out["builds"][1]["embedded"] == second.embedded
+    assert 0 < second.embedded < first.embedded  # incremental over the cluster-built generation
+    assert_same_index(local, index, atol=0.0)
+    assert_same_answers(fake_settings, local, index)
 
 
 @pytest.mark.model

@@ -335,10 +335,16 @@ def connect(settings: Settings) -> Iterator[WorkerPool]:
             else:
                 ray.init(address=settings.cluster, **options)
         except (ConnectionError, RuntimeError, ValueError) as exc:
+            auth = (
+                "; a cluster with token authentication (Ray's default since 2.59) also needs "
+                "RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN, or ~/.ray/auth_token) here"
+                if n is None
+                else ""
+            )
             raise ConfigError(
                 f"cannot start or reach the Ray cluster {settings.cluster!r} "
                 f"({str(exc).splitlines()[0][:200]}): start one with `ray start --head`, or build "
-                "with --cluster local:N"
+                f"with --cluster local:N{auth}"
             ) from None
         started = True
     actors: list[Any] = []
