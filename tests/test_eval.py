@@ -355,3 +355,36 @@ def test_the_recorded_command_names_the_reader_folder() -> None:
     )  # fmt: skip
     line = ev.command_line(args)
     assert "--reader-path /models/roberta" in line and "--questions-from heldout" in line
+
+
+def test_compare_pairs_two_eval_runs_as_qa_eval_scores_them(
+    v2: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training.compare import compare_evals
+
+    def run(name: str, *extra: str) -> dict[str, Any]:
+        argv = ["eval", str(v2), "--json", "--reader", "none", "--model", "hash-64", "--index",
+                str(tmp_path / "idx"), "--out", str(tmp_path / name), "--unindexed", "0.2", "-q",
+                *extra]  # fmt: skip
+        assert main(argv) == 0
+        return dict(json.loads(capsys.readouterr().out))
+
+    low = run("low")
+    assert low["answered_answerable"] > 0
+    monkeypatch.setenv("QA_MIN_CONFIDENCE", "1.0")  # nothing clears it: every question declined
+    high = run("high")
+    got = compare_evals(tmp_path / "low", tmp_path / "high")
+    answerable = got["answerable"]
+    assert isinstance(answerable, dict) and answerable["n"] == low["counts"]["answerable"] > 0
+    for name, key in (("em", "exact_match"), ("f1", "f1"), ("contains_gold", "contains_gold"),
+                      ("answered", "answered_answerable")):  # fmt: skip
+        assert answerable[name]["old"] == pytest.approx(low[key], abs=1e-4)
+        assert answerable[name]["new"] == pytest.approx(high[key], abs=1e-4) and high[key] == 0
+    for kind in ("unanswerable", "unindexed"):
+        declined = got[kind]["declined"]  # type: ignore[index]
+        assert declined["old"] == pytest.approx(low[f"declined_{kind}"], abs=1e-4)
+        assert declined["new"] == 1.0
+        assert declined["gain"]["low"] <= declined["gain"]["gain"] <= declined["gain"]["high"]
+    run("fewer", "--limit", "2")
+    with pytest.raises(SystemExit, match="different questions"):
+        compare_evals(tmp_path / "low", tmp_path / "fewer")
