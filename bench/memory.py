@@ -14,8 +14,9 @@
 
 Results: stdout and ``bench/results/memory.{md,json}``. Nothing here runs the 1M case unless
 asked (``--clustered 1000000 --hnsw 1000000``: tens of minutes and several GB). ``--docs 0``
-skips the real index, ``--hnsw 0`` the HNSW index: ``--docs 0 --hnsw 0 --clustered 1000000``
-measures the flat index at 1M alone (a few minutes, about 3 GB).
+skips the real index, ``--hnsw 0`` the HNSW index: ``--docs 0 --hnsw 0 --clustered 1000000
+--name memory-1m-flat`` measures the flat index at 1M alone (a few minutes, about 3 GB). Each
+search asks for the pipeline's 50 candidates, one question at a time on one thread.
 """
 
 from __future__ import annotations
@@ -174,12 +175,20 @@ def clustered(n: int, n_hnsw: int, work: Path) -> dict[str, Any]:
             path = work / f"{name}-{compression}.faiss"
             vec.write_vector_index(index, path)
             loaded = vec.read_vector_index(path)
-            t0 = time.perf_counter()
-            found = loaded.search(queries, 10)[1]
-            searched = time.perf_counter() - t0
+            loaded.search(queries[:5], 50)  # warm-up: the mapped file's pages
+            found, took = [], []
+            with vec.one_thread():  # as the app searches: one question at a time, one thread
+                for q in queries:
+                    t0 = time.perf_counter()
+                    found.append(loaded.search(q[None, :], 50)[1][0])  # the pipeline's 50 candidates
+                    took.append(time.perf_counter() - t0)
+            top50 = np.stack(found)
             out[f"{name}-{compression}"] = {
-                "recall10": _recall(truth, found), "bytes_per_vector": path.stat().st_size / size,
-                "build_s": built, "search_ms_per_query_batched": 1000 * searched / len(queries),
+                "recall10": _recall(truth, top50[:, :10]),
+                # the true 10 nearest among the 50 candidates the fusion reads
+                "recall10_in50": _recall(truth, top50),
+                "bytes_per_vector": path.stat().st_size / size, "build_s": built,
+                "search_ms_per_query": 1000 * float(np.median(took)),
             }  # fmt: skip
     return out
 
@@ -204,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     if real is not None:
         n = real["chunks"]
         rows = [[part, b, b * 1e6 / MIB] for part, b in real["bytes_per_chunk"].items()]
-        if "hnsw-none" in synth:
+        if "hnsw-none" in synth and "flat-none" in synth:
             links = synth["hnsw-none"]["bytes_per_vector"] - synth["flat-none"]["bytes_per_vector"]
             rows.append(["HNSW graph (above hnsw_threshold), clustered vectors", links, links * 1e6 / MIB])
         md.append(
@@ -219,11 +228,19 @@ def main(argv: list[str] | None = None) -> int:
     if real is not None:
         sq8_bytes = real["bytes_per_chunk"]["vectors (flat, sq8)"]
         name = "SQuAD chunks, real question embeddings"
-        real_row = [[name, "flat", sq8_bytes, real["recall10_real"], "-", "-"]]
+        real_row = [[name, "flat", sq8_bytes, real["recall10_real"], "-", "-", "-"]]
     md.append(
         table(
             "8-bit vectors (sq8) against float32: recall@10 vs exact search",
-            ["vectors", "index", "bytes per vector", "recall@10", "build s", "search ms/query (batched)"],
+            [
+                "vectors",
+                "index",
+                "bytes per vector",
+                "recall@10",
+                "true 10 in top 50",
+                "build s",
+                "median ms a query, 1 thread",
+            ],
             real_row
             + [
                 [
@@ -231,8 +248,9 @@ def main(argv: list[str] | None = None) -> int:
                     k,
                     v["bytes_per_vector"],
                     v["recall10"],
+                    v["recall10_in50"],
                     v["build_s"],
-                    v["search_ms_per_query_batched"],
+                    v["search_ms_per_query"],
                 ]
                 for k, v in synth.items()
                 if isinstance(v, dict)

@@ -84,7 +84,15 @@ def _script(spec: dict[str, Any]) -> None:
                 "--node-ip-address=127.0.0.1", "--disable-usage-stats",
                 "--ray-client-server-port", str(spec["head"]),
                 "--temp-dir", os.environ["RAY_TMPDIR"]]  # fmt: skip
-        subprocess.run(head, check=True, capture_output=True, timeout=180)
+        started = subprocess.run(head, capture_output=True, text=True, timeout=180)
+        assert started.returncode == 0, started.stderr[-3000:]
+    for cli in spec.get("cli_builds", []):  # a separate process: the token is read once a process
+        argv = [sys.executable, "-m", "qa", "build", "--seeds", cli["seeds"], "--index", cli["index"],
+                "--model", spec["model"], "--cluster", cli["cluster"]]  # fmt: skip
+        done = subprocess.run(
+            argv, env={**os.environ, **cli["env"]}, capture_output=True, text=True, timeout=120
+        )
+        out["cli"] = [*out.get("cli", []), {"rc": done.returncode, "stderr": done.stderr[-3000:]}]
     for step in spec["builds"]:
         cluster.TASK_TEXTS = step.get("task_texts", spec.get("task_texts", cluster.TASK_TEXTS))
         calls: list[tuple[int, int]] = []
@@ -388,10 +396,11 @@ def test_killed_driver_keeps_the_old_index_and_the_next_build_completes(
 def test_a_running_cluster_by_auto_and_by_a_ray_client_address(
     tmp_path: Path, fake_settings: Any, ray_tmp: Path
 ) -> None:
-    """A cluster started with `ray start --head` (token authentication on, as Ray 2.59+ does by
-    default for local clusters): `auto` builds v1 from scratch, and Ray Client (`ray://`)
-    builds v2 over it incrementally; each equals a local build, and the workers, one per CPU
-    the cluster has, are Ray's, not a cluster `qa` started."""
+    """A cluster started with `ray start --head`, with token authentication on: `auto` builds v1
+    from scratch, and Ray Client (`ray://`) builds v2 over it incrementally; each equals a local
+    build, and the workers, one per CPU the cluster has, are Ray's, not a cluster `qa` started.
+    A Ray Client with the wrong token is refused, with a message that names the token settings,
+    and the index stays as it was."""
     v1, v2 = make_seeds(tmp_path / "v1", 1), make_seeds(tmp_path / "v2", 2)
     index = tmp_path / "index"
     port = 10001
@@ -400,6 +409,11 @@ def test_a_running_cluster_by_auto_and_by_a_ray_client_address(
         "out": str(tmp_path / "out.json"),
         "builds": [{"seeds": str(v1), "index": str(index)},
                    {"seeds": str(v2), "index": str(index), "cluster": f"ray://127.0.0.1:{port}"}],
+        "cli_builds": [{"seeds": str(v1), "index": str(tmp_path / "refused"),
+                        "cluster": f"ray://127.0.0.1:{port}",
+                        # a refused Ray Client gives up after about 3 s instead of 30
+                        "env": {"RAY_AUTH_TOKEN": "0" * 32, "RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S": "1",
+                                "RAY_CLIENT_MAX_CONNECTION_TIMEOUT_S": "2"}}],
     }  # fmt: skip
     token = os.urandom(16).hex()  # the client must present the cluster's token
     env = {**_env(ray_tmp), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
@@ -410,6 +424,12 @@ def test_a_running_cluster_by_auto_and_by_a_ray_client_address(
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert_no_ray_left(ray_tmp)
     out = json.loads(Path(spec["out"]).read_text())
+    refused = out["cli"][0]
+    assert refused["rc"] == 2 and "Traceback" not in refused["stderr"]
+    assert (
+        "cannot start or reach the Ray cluster" in refused["stderr"] and "RAY_AUTH_TOKEN" in refused["stderr"]
+    )
+    assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").glob("gen-*"))
     assert out["clusters"] == ["auto", f"ray://127.0.0.1:{port}"]
     assert [len(p) for p in out["pids_after"]] == [2, 2]  # one worker per CPU of the cluster
     local = tmp_path / "local"
@@ -476,6 +496,38 @@ def test_without_ray_a_cluster_build_says_how_to_install_it(monkeypatch: pytest.
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
     with pytest.raises(ConfigError, match=r"pip install 'qa\[cluster\]'"):
         cluster.import_ray()
+
+
+def test_a_ray_client_whose_server_fails_to_start_its_process_is_tried_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from qa.store import cluster
+
+    monkeypatch.setattr(cluster.time, "sleep", lambda s: None)
+
+    class FakeRay:
+        def __init__(self, failures: list[Exception]) -> None:
+            self.failures, self.calls, self.shutdowns = failures, 0, 0
+
+        def init(self, address: str, **options: Any) -> None:
+            self.calls += 1
+            if self.failures:
+                raise self.failures.pop(0)
+
+        def shutdown(self) -> None:
+            self.shutdowns += 1
+
+    flaky = FakeRay([ConnectionAbortedError("Initialization failure from server:\nfork")] * 2)
+    cluster._init_address(flaky, "ray://head:10001", {})
+    assert (flaky.calls, flaky.shutdowns) == (3, 2)
+    broken = FakeRay([ConnectionAbortedError("Initialization failure from server:\nfork")] * 3)
+    with pytest.raises(ConnectionAbortedError):
+        cluster._init_address(broken, "ray://head:10001", {})
+    assert broken.calls == cluster.CONNECT_ATTEMPTS
+    refused = FakeRay([ConnectionAbortedError("the token was refused")])  # not worth another try
+    with pytest.raises(ConnectionAbortedError):
+        cluster._init_address(refused, "ray://head:10001", {})
+    assert refused.calls == 1
 
 
 def test_warnings_keep_the_order_of_a_local_read() -> None:

@@ -378,13 +378,26 @@ def test_compare_pairs_two_eval_runs_as_qa_eval_scores_them(
     assert isinstance(answerable, dict) and answerable["n"] == low["counts"]["answerable"] > 0
     for name, key in (("em", "exact_match"), ("f1", "f1"), ("contains_gold", "contains_gold"),
                       ("answered", "answered_answerable")):  # fmt: skip
-        assert answerable[name]["old"] == pytest.approx(low[key], abs=1e-4)
-        assert answerable[name]["new"] == pytest.approx(high[key], abs=1e-4) and high[key] == 0
+        pair = answerable[name]
+        assert pair["old"] == pytest.approx(low[key], abs=1e-4)
+        assert pair["new"] == pytest.approx(high[key], abs=1e-4) and high[key] == 0
+        assert pair["gain"] == pytest.approx(-low[key], abs=1e-3)  # a fraction, as old and new
+        assert pair["low"] <= pair["gain"] <= pair["high"]
     for kind in ("unanswerable", "unindexed"):
         declined = got[kind]["declined"]  # type: ignore[index]
         assert declined["old"] == pytest.approx(low[f"declined_{kind}"], abs=1e-4)
         assert declined["new"] == 1.0
-        assert declined["gain"]["low"] <= declined["gain"]["gain"] <= declined["gain"]["high"]
+        assert declined["gain"] == pytest.approx(1 - low[f"declined_{kind}"], abs=1e-3)
     run("fewer", "--limit", "2")
     with pytest.raises(SystemExit, match="different questions"):
         compare_evals(tmp_path / "low", tmp_path / "fewer")
+    run("more-left-out", "--unindexed", "0.5")  # the same questions, more paragraphs left out
+    with pytest.raises(SystemExit, match="another kind"):
+        compare_evals(tmp_path / "low", tmp_path / "more-left-out")
+    # the command picks the comparison by what the folders hold, and says when one lacks the rows
+    from training.compare import main as compare
+
+    assert compare([str(tmp_path / "low"), str(tmp_path / "high")]) == 0
+    assert json.loads(capsys.readouterr().out)["answerable"]["answered"]["new"] == 0
+    with pytest.raises(SystemExit, match=r"has no eval-questions\.jsonl"):
+        compare([str(tmp_path / "low"), str(tmp_path)])

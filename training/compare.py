@@ -38,15 +38,31 @@ def shown(row: dict[str, Any], field: str) -> float:
     return float(row[field]) if row["found"] else 0.0
 
 
+def _eval_rows(folder: Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
+    """The eval file's sha256 (from ``eval.json``, when there) and the rows by question id."""
+    summary = folder / "eval.json"
+    sha = json.loads(summary.read_text(encoding="utf-8")).get("sha256") if summary.is_file() else None
+    lines = (folder / EVAL_ROWS).read_text(encoding="utf-8").splitlines()
+    return sha, {r["qid"]: r for r in (json.loads(line) for line in lines if line.strip())}
+
+
 def compare_evals(old: Path, new: Path) -> dict[str, object]:
-    """Paired gains of the ``qa eval`` run in ``new`` over the one in ``old`` (same questions)."""
-    runs = []
-    for folder in (old, new):
-        rows = [json.loads(line) for line in (folder / EVAL_ROWS).read_text().splitlines() if line]
-        runs.append({(r["qid"], r["kind"]): r for r in rows})
-    if runs[0].keys() != runs[1].keys():
-        raise SystemExit(f"{old} and {new} asked different questions: no paired comparison")
-    keys = sorted(runs[0])
+    """Paired gains of the ``qa eval`` run in ``new`` over the one in ``old``: the same file and
+    questions, each of the same kind (answerable, unanswerable, unindexed) in both runs. Shares
+    are fractions (0-1), gains and their 95% intervals too."""
+    (sha_a, a), (sha_b, b) = _eval_rows(old), _eval_rows(new)
+    if sha_a and sha_b and sha_a != sha_b:
+        raise SystemExit(f"{old} and {new} evaluated different files: no paired comparison")
+    if a.keys() != b.keys():
+        raise SystemExit(
+            f"{old} and {new} asked different questions ({len(a.keys() ^ b.keys())} asked by one "
+            "only; another --limit, --articles or --questions-from?): no paired comparison"
+        )
+    if differ := sum(a[q]["kind"] != b[q]["kind"] for q in a):
+        raise SystemExit(
+            f"{differ} questions are of another kind in {new} than in {old} (another --unindexed "
+            "or --seed?): no paired comparison"
+        )
     result: dict[str, object] = {"old": str(old), "new": str(new)}
     measures = {
         "answerable": (("em", "em"), ("f1", "f1"), ("contains_gold", "contains_gold"), ("answered", "found")),
@@ -54,17 +70,18 @@ def compare_evals(old: Path, new: Path) -> dict[str, object]:
         "unindexed": (("declined", "found"),),
     }
     for kind, pairs in measures.items():
-        mine = [k for k in keys if k[1] == kind]
-        if not mine:
+        ids = sorted(q for q in a if a[q]["kind"] == kind)
+        if not ids:
             continue
-        out: dict[str, object] = {"n": len(mine)}
+        out: dict[str, object] = {"n": len(ids)}
         for name, field in pairs:
             # as `qa eval` reports them: a declined answer scores 0, a declined question counts
-            a, b = ([shown(run[k], field) for k in mine] for run in runs)
+            x, y = ([shown(run[q], field) for q in ids] for run in (a, b))
             if name == "declined":
-                a, b = [1 - x for x in a], [1 - x for x in b]
-            out[name] = {"old": round(sum(a) / len(a), 4), "new": round(sum(b) / len(b), 4),
-                         "gain": paired_gain(b, a)}  # fmt: skip
+                x, y = [1 - v for v in x], [1 - v for v in y]
+            gain = paired_gain(y, x)  # in points (0-100)
+            out[name] = {"old": round(sum(x) / len(x), 4), "new": round(sum(y) / len(y), 4),
+                         **{k: round(v / 100, 4) for k, v in gain.items()}}  # fmt: skip
         result[kind] = out
     return result
 
@@ -80,7 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default=str(DATA_DIR))
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
-    if (args.old / EVAL_ROWS).is_file() and (args.new / EVAL_ROWS).is_file():
+    evals = [(folder / EVAL_ROWS).is_file() for folder in (args.old, args.new)]
+    if any(evals):
+        if not all(evals):
+            lacking = [str(f) for f, has in zip((args.old, args.new), evals, strict=True) if not has]
+            raise SystemExit(f"{lacking[0]} has no {EVAL_ROWS}: compare two `qa eval --out` folders")
         print(json.dumps(compare_evals(args.old, args.new), indent=1))
         return 0
     torch.set_num_threads(args.threads)

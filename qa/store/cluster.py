@@ -58,6 +58,8 @@ TASK_TEXTS = 256
 IN_FLIGHT = 2
 #: Restarts of a dead worker, and retries of the task it was running.
 RETRIES = 3
+#: Attempts to reach a running cluster through Ray Client (``_init_address``).
+CONNECT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -333,18 +335,20 @@ def connect(settings: Settings) -> Iterator[WorkerPool]:
                 # Loopback only: a local cluster needs no other interface.
                 ray.init(num_cpus=n, include_dashboard=False, _node_ip_address="127.0.0.1", **options)
             else:
-                ray.init(address=settings.cluster, **options)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
+                _init_address(ray, settings.cluster, options)
+        except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
+            # Ray Client sends the cluster's token only when told to (`auto` finds the token file
+            # by itself); Ray 2.59+ clusters have token authentication on once a token exists
             auth = (
-                "; a cluster with token authentication (Ray's default since 2.59) also needs "
-                "RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN, or ~/.ray/auth_token) here"
-                if n is None
+                "; a cluster with token authentication also needs RAY_AUTH_MODE=token and its "
+                "token (RAY_AUTH_TOKEN, or ~/.ray/auth_token) here"
+                if settings.cluster.startswith("ray://")
                 else ""
             )
+            why = " ".join(str(exc).split())[:300] or type(exc).__name__
             raise ConfigError(
-                f"cannot start or reach the Ray cluster {settings.cluster!r} "
-                f"({str(exc).splitlines()[0][:200]}): start one with `ray start --head`, or build "
-                f"with --cluster local:N{auth}"
+                f"cannot start or reach the Ray cluster {settings.cluster!r} ({why}): start one "
+                f"with `ray start --head`, or build with --cluster local:N{auth}"
             ) from None
         started = True
     actors: list[Any] = []
@@ -360,6 +364,22 @@ def connect(settings: Settings) -> Iterator[WorkerPool]:
                 ray.kill(actor)
         if started:
             ray.shutdown()
+
+
+def _init_address(ray: Any, address: str, options: dict[str, Any]) -> None:
+    """Connect to the running cluster at ``address``. Ray Client's server forks a process per
+    client, and that fork sometimes fails at once ("Initialization failure from server", seen with
+    Ray 2.60 on a loaded machine); a new attempt gets a new process, so it is tried up to 3 times."""
+    for attempt in range(1, CONNECT_ATTEMPTS + 1):
+        try:
+            ray.init(address=address, **options)
+            return
+        except ConnectionAbortedError as exc:
+            if attempt == CONNECT_ATTEMPTS or "Initialization failure" not in str(exc):
+                raise
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            time.sleep(attempt)
 
 
 def import_ray() -> Any:
