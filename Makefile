@@ -64,10 +64,10 @@ train-reader: install ## retrain the starting reader (the shipped one continues 
 	PYTHON=$(BIN)/python training/distil.sh artifacts/reader artifacts/distil
 	@echo "trained into artifacts/reader; recalibrate it with: $(BIN)/python -m training.calibrate --out artifacts/reader"
 
-train-reader-squad: install ## one more epoch of ../shared/train's questions from the shipped reader, no same-article negatives (docs/experiments.md: they do not pay); ~2.5 h on 2 cores, minutes on a GPU; TRAIN_UNTIL=HH:MM stops it then, resumable
+train-reader-squad: install ## one more pass over ../shared/train's questions from the shipped reader, a same-article no-answer paragraph for a quarter of them (the shipped run's recipe, docs/experiments.md); ~3 h on 2 cores, minutes on a GPU; TRAIN_UNTIL=HH:MM stops it then, resumable
 	$(BIN)/python -m training.reader --out artifacts/reader-squad --work artifacts/reader-squad-work --resume \
-	  --train-file ../shared/train/squad-v1.1-train.json --article-negatives 0 --distractors 0 \
-	  --init qa/models/reader --lr 5e-5 --warmup 0.01 --epochs 1 --seed 43 --log-every 50 \
+	  --train-file ../shared/train/squad-v1.1-train.json --article-negatives 0.25 --distractors 0 \
+	  --init qa/models/reader --lr 3e-5 --warmup 0.01 --epochs 1 --seed 44 --log-every 50 \
 	  --eval-at-questions 5000,20000,50000,80000 $(if $(TRAIN_UNTIL),--train-until $(TRAIN_UNTIL))
 	@echo "compare with: $(BIN)/python -m training.compare qa/models/reader artifacts/reader-squad"
 

@@ -10,7 +10,16 @@ import pytest
 
 from qa.answer.calibration import Calibration
 from qa.answer.reader import SpanModelReader, document_span
-from qa.answer.span_reader import PassageReading, Span, atomic_tokens, finish_span, inside_token, whole_words
+from qa.answer.span_reader import (
+    PassageReading,
+    Span,
+    asked_unit,
+    atomic_tokens,
+    finish_span,
+    inside_token,
+    whole_words,
+    with_unit,
+)
 from qa.types import Chunk, Document, Hit
 
 POLICY = (
@@ -103,6 +112,30 @@ def test_what_is_already_whole_stays() -> None:
 )
 def test_finish_span_cases(text: str, raw: str, whole: str) -> None:
     assert finish(text, raw) == whole
+
+
+LEAVE = "Parents get 16 weeks of leave, of which 1 week is unpaid; claims within 30 days, 16 weekends."
+
+
+@pytest.mark.parametrize(
+    "question, raw, nth, quote",
+    [
+        ("How many weeks of leave do parents get?", "16", 0, "16 weeks"),
+        ("How many weeks are unpaid?", "1 ", 0, "1 week"),  # the singular of the asked unit
+        ("Within how many DAYS must claims be made?", "30", 0, "30 days"),
+        ("How many weeks?", "16", 1, "16"),  # "weekends" is another word
+        ("How many days of leave?", "16", 0, "16"),  # the passage states it in another unit
+        ("How much leave do parents get?", "16", 0, "16"),  # "leave" does not follow the number
+        ("When do parents get leave?", "16", 0, "16"),  # no unit asked
+        ("How many weeks of leave?", "leave", 0, "leave"),  # not a number
+    ],
+)
+def test_a_number_takes_the_unit_the_question_asks_in(question: str, raw: str, nth: int, quote: str) -> None:
+    start = -1
+    for _ in range(nth + 1):
+        start = LEAVE.index(raw, start + 1)
+    end = start + len(raw.strip())
+    assert LEAVE[start : with_unit(LEAVE, start, end, asked_unit(question))] == quote
 
 
 def test_atomic_tokens_find_addresses_links_and_phone_numbers() -> None:

@@ -19,7 +19,8 @@ the start + end logit of the window's ``[CLS]`` / ``<s>`` token, taken as the mi
 passage's windows (a window that does not hold the answer says "no answer" even when another
 window of the passage does). Spans are cut to exact characters from the tokenizer's offsets and
 then finished (``finish_span``): never inside a word, e-mail address, URL, number, amount or code,
-without stray punctuation around them. ``qa.answer.reader.SpanModelReader`` chooses among
+without stray punctuation around them; a bare number takes the unit a "how many X" question
+asks in when the passage states it there (``with_unit``). ``qa.answer.reader.SpanModelReader`` chooses among
 passages with these scores and retrieval signals.
 """
 
@@ -422,6 +423,29 @@ def finish_span(
     return whole_words(text, s, e, atoms)
 
 
+#: "How many weeks ...?" / "how much money": the word a count or amount is asked in.
+_ASKED_UNIT = re.compile(r"\bhow\s+(?:many|much)\s+([^\W\d_]+)", re.IGNORECASE)
+
+
+def asked_unit(question: str) -> str | None:
+    """The unit a "how many X" / "how much X" question asks its number in, lower-cased."""
+    m = _ASKED_UNIT.search(question)
+    return m.group(1).lower() if m else None
+
+
+def with_unit(text: str, start: int, end: int, unit: str | None) -> int:
+    """The end of ``text[start:end]`` extended over the question's unit when the span is a bare
+    number the passage states in it: "16" of "16 weeks" for "How many weeks ...?" quotes
+    "16 weeks". Otherwise ``end`` unchanged. Singular and plural both count ("1 week")."""
+    if not unit or not any(c.isdigit() for c in text[start:end]):
+        return end
+    m = re.match(r"[ \u00a0]?([^\W\d_]+)\b", text[end : end + len(unit) + 3])
+    if m is None:
+        return end
+    word, stem = m.group(1).lower(), unit.rstrip("s")
+    return end + m.end() if stem and word.rstrip("s") == stem else end
+
+
 def is_list_marker(text: str, start: int, end: int) -> bool:
     """Whether ``text[start:end]`` is a line's enumerator ("2." / "b)" / "iv.") and not content:
     a short number or letter alone at the start of its line, followed by "." or ")" and a space."""
@@ -746,11 +770,13 @@ class SpanReader:
                 null_index=self._null_index(enc["input_ids"][j]),
             )
             best, nmin = per_pair.get(k, ({}, float("inf")))
-            text = pairs[todo[k]][1]
+            question, text = pairs[todo[k]]
+            unit = asked_unit(question)
             if spans and k not in atoms:
                 atoms[k] = atomic_tokens(text)
             for score, cs, ce in spans:
                 ts, te = finish_span(text, cs, ce, atoms[k])
+                te = with_unit(text, ts, te, unit)
                 # a span of spaces or punctuation alone (a byte-level "Ġ" token) quotes nothing
                 if is_list_marker(text, ts, te) or not any(c.isalnum() for c in text[ts:te]):
                     continue
