@@ -114,7 +114,10 @@ def test_finish_span_cases(text: str, raw: str, whole: str) -> None:
     assert finish(text, raw) == whole
 
 
-LEAVE = "Parents get 16 weeks of leave, of which 1 week is unpaid; claims within 30 days, 16 weekends."
+LEAVE = (
+    "Parents get 16 weeks of leave, of which 1 week is unpaid; claims within 30 days, 16 weekends. "
+    "8 of the 16 weeks are paid. The limit is 200 is a typo."
+)
 
 
 @pytest.mark.parametrize(
@@ -128,6 +131,8 @@ LEAVE = "Parents get 16 weeks of leave, of which 1 week is unpaid; claims within
         ("How much leave do parents get?", "16", 0, "16"),  # "leave" does not follow the number
         ("When do parents get leave?", "16", 0, "16"),  # no unit asked
         ("How many weeks of leave?", "leave", 0, "leave"),  # not a number
+        ("How many of them are paid?", "8", 0, "8"),  # "of" is no unit
+        ("How much is the limit?", "200", 0, "200"),  # nor is "is"
     ],
 )
 def test_a_number_takes_the_unit_the_question_asks_in(question: str, raw: str, nth: int, quote: str) -> None:

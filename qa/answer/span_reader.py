@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from qa.errors import ModelError
+from qa.store.lexical import STOPWORDS
 
 #: Where the shipped reader lives.
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "models" / "reader"
@@ -425,12 +426,15 @@ def finish_span(
 
 #: "How many weeks ...?" / "how much money": the word a count or amount is asked in.
 _ASKED_UNIT = re.compile(r"\bhow\s+(?:many|much)\s+([^\W\d_]+)", re.IGNORECASE)
+#: Words after "how many" / "how much" that are no unit: "How many of them", "How much is it".
+_NOT_UNITS = STOPWORDS | {"more", "fewer", "less", "other"}
 
 
 def asked_unit(question: str) -> str | None:
     """The unit a "how many X" / "how much X" question asks its number in, lower-cased."""
     m = _ASKED_UNIT.search(question)
-    return m.group(1).lower() if m else None
+    unit = m.group(1).lower() if m else None
+    return None if unit in _NOT_UNITS else unit
 
 
 def with_unit(text: str, start: int, end: int, unit: str | None) -> int:
