@@ -67,7 +67,7 @@ train-reader: install ## retrain the starting reader (the shipped one continues 
 train-reader-squad: install ## two more passes over ../shared/train's questions from the shipped reader with the shipped run's recipe (a same-article no-answer paragraph for half of them; docs/experiments.md); ~6 min on one GPU, ~7 h on 2 cores; TRAIN_UNTIL=HH:MM stops it then (LR annealed), MAX_STEPS=7637 as shipped; resumable
 	$(BIN)/python -m training.reader --out artifacts/reader-squad --work artifacts/reader-squad-work --resume \
 	  --train-file ../shared/train/squad-v1.1-train.json --article-negatives 0.5 --distractors 0 \
-	  --init $(or $(INIT),qa/models/reader) --lr 3e-5 --warmup 0.01 --epochs 2 --seed 45 --log-every 50 \
+	  --init qa/models/reader --lr 3e-5 --warmup 0.01 --epochs 2 --seed 45 --log-every 50 \
 	  --eval-at-questions 5000,20000,50000,80000 $(if $(TRAIN_UNTIL),--train-until $(TRAIN_UNTIL)) \
 	  $(if $(MAX_STEPS),--max-steps $(MAX_STEPS))
 	@echo "compare with: $(BIN)/python -m training.compare qa/models/reader artifacts/reader-squad"

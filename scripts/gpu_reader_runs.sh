@@ -10,6 +10,7 @@
 #   there: bash scripts/gpu_reader_runs.sh run MINUTES  (carry artifacts-gpu and .whl; $OUT)
 #
 # On a machine with the project's own environment, `make train-reader-squad` runs recipe a.
+# A dry run here: DEV=cpu PY=.venv/bin/python PROBE=0 EXTRA='--limit 300 --max-steps 3' ... run 1
 set -u
 if [ "${1:-}" = prepare ]; then
   set -e
@@ -52,7 +53,7 @@ echo "start $(date +%T) deadline $DEADLINE"
 COMMON="--train-file /tmp/data/squad-v1.1-train.json --data-dir /tmp/data/eval --distractors 0 --init qa/models/reader --warmup 0.01 --device $DEV --threads 4 $EXTRA --log-every 500 --ckpt-minutes 100 --eval-at-questions 5000,20000,50000,80000,150000 --train-until $DEADLINE --resume"
 run() {  # name, extra args
   local name=$1; shift
-  $PY -m training.reader --out /tmp/o-$name --work /tmp/w-$name $COMMON "$@" --note "trained on one NVIDIA H200 (device call), variant $name" > $OUT/log-$name.txt 2>&1
+  $PY -m training.reader --out /tmp/o-$name --work /tmp/w-$name $COMMON "$@" --note "trained on a lent GPU (scripts/gpu_reader_runs.sh), variant $name" > $OUT/log-$name.txt 2>&1
   [ "${PROBE:-1}" = 1 ] && $PY -m training.probe /tmp/o-$name --data-dir /tmp/data/eval --device $DEV > /tmp/probe-$name.json 2>> $OUT/log-$name.txt
   cp /tmp/w-$name/train_log.json /tmp/trainlog-$name.json
 }
