@@ -1,8 +1,9 @@
 #!/bin/bash
-# Three continuations of the shipped reader over the whole SQuAD v1.1 train set, side by side on
-# one GPU, each stopped by the same deadline; each is then probed on the held-out articles and
-# the best (gold F1 + simulated unindexed and v2.0 unanswerable declines) is packed in parts.
-# This is the script of docs/experiments.md's "The SQuAD v1.1 train set, on one GPU" run, made
+# Continuations of the shipped reader over the whole SQuAD v1.1 train set, side by side on one
+# GPU, each stopped by the same deadline; each is then probed on the held-out articles and the
+# best (gold F1 + simulated unindexed and v2.0 unanswerable declines) is packed in parts
+# (ALL=1: the others too). SET=21 or 22 picks the recipes of that session (default 22).
+# This is the script of docs/experiments.md's "The SQuAD v1.1 train set, on one GPU" runs, made
 # for a lent GPU machine that holds torch and transformers but neither the repository's data
 # nor faiss nor the bundled embedding package, and whose results come back in <= 16 MB files.
 #
@@ -34,6 +35,8 @@ EXTRA=${EXTRA:-}
 PY=${PY:-python3}
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False TOKENIZERS_PARALLELISM=false
+# nothing may reserve GPU memory but torch (the image's JAX would take 75% in each process)
+export JAX_PLATFORMS=cpu XLA_PYTHON_CLIENT_PREALLOCATE=false USE_TF=0 USE_JAX=0
 $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 # qa's package import names faiss (the index); training never calls it and the image lacks it
 mkdir -p /tmp/shim/faiss && printf 'class _Any:\n    def __getattr__(self, n): return _Any()\n    def __call__(self, *a, **k): return _Any()\ndef __getattr__(n): return _Any()\n' > /tmp/shim/faiss/__init__.py
@@ -57,15 +60,26 @@ run() {  # name, extra args
   [ "${PROBE:-1}" = 1 ] && $PY -m training.probe /tmp/o-$name --data-dir /tmp/data/eval --device $DEV > /tmp/probe-$name.json 2>> $OUT/log-$name.txt
   cp /tmp/w-$name/train_log.json /tmp/trainlog-$name.json
 }
-run a --article-negatives 0.5 --lr 3e-5 --epochs 2 --seed 45 &
-run b --article-negatives 1.0 --lr 3e-5 --epochs 2 --seed 46 &
-run c --article-negatives 0.25 --lr 5e-5 --epochs 3 --seed 47 --all-answers &
+case "${SET:-22}" in
+21)  # session 21, from a07cfebf; a shipped as 878ddad0
+  NAMES="a b c"
+  run a --article-negatives 0.5 --lr 3e-5 --epochs 2 --seed 45 &
+  run b --article-negatives 1.0 --lr 3e-5 --epochs 2 --seed 46 &
+  run c --article-negatives 0.25 --lr 5e-5 --epochs 3 --seed 47 --all-answers &
+  ;;
+22)  # session 22, from 878ddad0: one same-article negative for each question, or two
+  NAMES="d e"
+  run d --article-negatives 2.0 --lr 2e-5 --epochs 1 --seed 48 &
+  run e --article-negatives 1.0 --lr 2e-5 --epochs 1 --seed 49 &
+  ;;
+*) echo "SET must be 21 or 22" >&2; exit 2 ;;
+esac
 wait
-for n in a b c; do echo "== $n"; cat /tmp/probe-$n.json; done | tee $OUT/probe.txt
-BEST=$($PY - <<'PYEOF'
-import json
+for n in $NAMES; do echo "== $n"; cat /tmp/probe-$n.json; done | tee $OUT/probe.txt
+BEST=$(NAMES="$NAMES" $PY - <<'PYEOF'
+import json, os
 best, key = None, None
-for n in "abc":
+for n in os.environ["NAMES"].split():
     try:
         p = json.loads(open(f"/tmp/probe-{n}.json").read().strip().splitlines()[-1])
         s = p["gold"]["f1"] + p["unindexed_sim"]["declined@90"] + p["v2"]["declined@90"]
@@ -83,6 +97,12 @@ cp $OUT/log-*.txt /tmp/ 2>/dev/null
 tar cf $OUT/logs.tar /tmp/log-*.txt /tmp/trainlog-*.json /tmp/o-*/README.md /tmp/o-*/config.json 2>/dev/null && rm -f $OUT/log-*.txt
 if [ -n "$BEST" ] && [ "$BEST" != None ] && [ -f /tmp/o-$BEST/reader.safetensors ]; then
   tar cf /tmp/best.tar -C /tmp o-$BEST && split -b 16000000 -d /tmp/best.tar $OUT/best.tar.part
+fi
+if [ "${ALL:-0}" = 1 ]; then  # the others' weights too (for an average), in parts
+  for n in $NAMES; do
+    [ "$n" != "$BEST" ] && [ -f /tmp/o-$n/reader.safetensors ] &&
+      tar cf /tmp/run-$n.tar -C /tmp o-$n && split -b 16000000 -d /tmp/run-$n.tar $OUT/run-$n.tar.part
+  done
 fi
 grep -h "curve:\|done:\|final held-out\|stopped\|reached\|data:\|Error\|error" /tmp/log-*.txt | cut -c1-400
 echo "done in $(( $(date +%s) - T0 )) s"

@@ -809,3 +809,35 @@ def test_shipped_reader_finds_the_missile_system() -> None:
     assert [r[0].spans[0] for r in results] == [best] * 3
     info = reader.info
     assert info["precision"] == "fp16" and len(info["sha256"]) == 64
+
+
+def test_two_article_negatives_each_are_distinct_same_article_paragraphs_without_the_answer(
+    tmp_path: Path,
+) -> None:
+    from training.reader_data import build_data
+
+    data, train = _squad(tmp_path), _train_file(tmp_path)
+    paras = {ctx: title for title, ps in _TRAIN.items() for ctx, _ in ps}
+    _, c1, _, _ = build_data(data, ["Article_2"], 0, None, 0, train_files=[train], article_negatives=1.0)
+    two, c2, _, _ = build_data(data, ["Article_2"], 0, None, 0, train_files=[train], article_negatives=2.0)
+    # every train-file article has 3 paragraphs: a question's two others are both negatives (the
+    # dev articles' questions are asked too, but their articles have no other paragraph)
+    assert c1["article_negatives"] == 10 and c2["article_negatives"] == 20
+    assert c2["article_negatives_asked"] == 2 * c2["answerable_questions"] == 28
+    by_question: dict[str, list[str]] = {}
+    for e in two:
+        if e["source"] == "article-negative":
+            qid = e["group"]
+            assert e["answer_start"] is None
+            assert e["id"] in {qid + "#article-negative", qid + "#article-negative2"}
+            by_question.setdefault(qid, []).append(e["context"])
+    gold = {e["id"]: e for e in two if e["source"] == "train"}
+    assert set(by_question) == set(gold)
+    for qid, negs in by_question.items():
+        e = gold[qid]
+        assert len(set(negs)) == 2 and e["context"] not in negs
+        assert {paras[n] for n in negs} == {paras[e["context"]]}
+        assert not any(t.lower() in n.lower() for n in negs for _, t in e["answers"])
+    # 1.5: one each and a second for half of them
+    _, c15, _, _ = build_data(data, ["Article_2"], 0, None, 0, train_files=[train], article_negatives=1.5)
+    assert c15["article_negatives_asked"] == 14 + 7 and 10 < c15["article_negatives"] < 20

@@ -135,7 +135,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=0.0,
         help="share (0-1) of answerable questions that also get their own article's top BM25 "
-        "paragraph without the answer, labelled no-answer",
+        "paragraph without the answer, labelled no-answer; up to 3: that many each (1.5: one "
+        "each, two for half)",
     )
     p.add_argument(
         "--eval-at-questions",
@@ -194,8 +195,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not 0 <= args.distractors <= 4:
         p.error("--distractors must be between 0 and 4")
-    if not 0.0 <= args.article_negatives <= 1.0:
-        p.error("--article-negatives must be between 0 and 1")
+    if not 0.0 <= args.article_negatives <= 3.0:
+        p.error("--article-negatives must be between 0 and 3")
     for tf in args.train_file:
         if not tf.is_file():
             p.error(f"--train-file {tf}: no such file")

@@ -9,6 +9,13 @@ from qa.answer.span_reader import WEIGHTS_FILE
 from training.reader_data import V1_FILE, V2_FILE
 
 
+def _negatives_share(x: float | None) -> str:
+    """How ``--article-negatives X`` reads: a share of the questions, or so many each."""
+    if x is None or x <= 1:
+        return f"a share of {x} of the answerable questions"
+    return f"{x:g} per answerable question"
+
+
 def _distractor_lines(c: dict[str, Any]) -> list[str]:
     n, per = c["distractors"], c.get("distractors_per_question", 1)
     if not per:
@@ -75,10 +82,10 @@ def write_card(out: Path, meta: dict[str, Any]) -> None:
         *(
             [
                 f"- Same-article negatives: {c['article_negatives']} (asked for",
-                f"  {c['article_negatives_asked']}, a share of {s.get('article_negatives')} of the",
-                "  answerable questions): each question's top BM25 paragraph of its own article that is",
-                "  not its gold one and holds none of its answers as whole words, labelled no-answer",
-                "  (`--article-negatives`).",
+                f"  {c['article_negatives_asked']}, {_negatives_share(s.get('article_negatives'))}):"
+                " each question's top BM25",
+                "  paragraphs of its own article that are not its gold one and hold none of its answers",
+                "  as whole words, labelled no-answer (`--article-negatives`).",
             ]
             if c.get("article_negatives")
             else []

@@ -21,6 +21,10 @@ from qa.answer.span_reader import sha256_file
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "eval"  # /work/shared/eval
 V1_FILE = "squad-v1.1-dev-a.json"
 V2_FILE = "squad-v2.0-dev-a.json"
+#: bm25s picks JAX when it is installed: on a GPU machine it then reserves most of the GPU's
+#: memory in each process (so a second training process on the GPU fails to start) and
+#: compiles a top-k for every article's size; numpy everywhere also makes ties break alike.
+BM25_BACKEND = "numpy"
 HOLDOUT = [
     "1973_oil_crisis",
     "French_and_Indian_War",
@@ -91,7 +95,9 @@ def build_data(
     their articles may be held out. ``article_negatives`` (0-1) is the share of answerable
     questions that also get a no-answer paragraph **of their own article**: its top BM25
     paragraph that is neither the gold one nor holds one of the answers as whole words (what a
-    question looks like when its own paragraph is not indexed but its neighbours are)."""
+    question looks like when its own paragraph is not indexed but its neighbours are). Above 1
+    (up to 3), every question gets its whole part of them (its top paragraphs so chosen) and the
+    fraction's share one more: 1.5 gives each question one and half of them two."""
     v1 = load_squad(data_dir / V1_FILE)
     v2 = load_squad(data_dir / V2_FILE)
     hold = set(holdout)
@@ -192,10 +198,18 @@ def build_data(
         for j, d in enumerate(row):
             suffix = "#distractor" if j == 0 else f"#distractor{j + 1}"
             examples.append(_no_answer(e, suffix, d, "distractor"))
-    chosen = rng.sample(answerable, round(article_negatives * len(answerable))) if article_negatives else []
+    chosen: list[dict[str, Any]] = []
+    if 0 < article_negatives <= 1:  # one each (the draw as it always was, so old recipes reproduce)
+        chosen = rng.sample(answerable, round(article_negatives * len(answerable)))
+    elif article_negatives > 1:
+        whole, frac = divmod(article_negatives, 1.0)
+        chosen = answerable * int(whole) + rng.sample(answerable, round(frac * len(answerable)))
     negatives = same_article_negatives(chosen, train_paras, article_paras)
+    taken: dict[str, int] = {}
     for e, d in negatives:
-        examples.append(_no_answer(e, "#article-negative", d, "article-negative"))
+        j = taken[e["id"]] = taken.get(e["id"], 0) + 1
+        suffix = "#article-negative" if j == 1 else f"#article-negative{j}"
+        examples.append(_no_answer(e, suffix, d, "article-negative"))
     examples.extend(unanswerable)
     counts = {
         "answerable_questions": len(answerable),
@@ -232,13 +246,17 @@ def same_article_negatives(
     """For each chosen answerable example (with ``article`` and ``para``, its index into
     ``paras``; ``article_paras`` lists each article's paragraph indices), the top BM25
     paragraph of its own article that is not its gold paragraph and holds none of its answers
-    as whole words; examples whose article offers none are left out."""
+    as whole words; examples whose article offers none are left out. An example chosen k times
+    gets its top k such paragraphs (fewer where the article's first ``depth`` offer fewer)."""
     import bm25s
 
+    wanted: dict[str, int] = {}
     by_article: dict[str, list[dict[str, Any]]] = {}
     for e in chosen:
         if e.get("article") and e.get("para") is not None:
-            by_article.setdefault(e["article"], []).append(e)
+            wanted[e["id"]] = wanted.get(e["id"], 0) + 1
+            if wanted[e["id"]] == 1:
+                by_article.setdefault(e["article"], []).append(e)
     out: list[tuple[dict[str, Any], str]] = []
     for art, exs in sorted(by_article.items()):
         members = sorted(set(article_paras.get(art, [])) | {e["para"] for e in exs})
@@ -252,16 +270,20 @@ def same_article_negatives(
             bm25s.tokenize([e["question"] for e in exs], stopwords="en", show_progress=False),
             k=k,
             show_progress=False,
+            backend_selection=BM25_BACKEND,
         )
         for e, row in zip(exs, docs, strict=True):
             bad = [answer_pattern(t) for _, t in e["answers"] if t.strip()]
+            need = wanted[e["id"]]
             for idx in row:
                 j = members[int(idx)]
                 text = paras[j]
                 if j == e["para"] or text == e["context"] or any(b.search(text.lower()) for b in bad):
                     continue
                 out.append((e, text))
-                break
+                need -= 1
+                if not need:
+                    break
     return out
 
 
@@ -318,7 +340,10 @@ def bm25_distractors(
     retriever.index(bm25s.tokenize(uniq, stopwords="en", show_progress=False), show_progress=False)
     k = min(n + 4, len(uniq))
     docs, _ = retriever.retrieve(
-        bm25s.tokenize(questions, stopwords="en", show_progress=False), k=k, show_progress=False
+        bm25s.tokenize(questions, stopwords="en", show_progress=False),
+        k=k,
+        show_progress=False,
+        backend_selection=BM25_BACKEND,
     )
     out: list[list[str]] = []
     for i, (row, gold) in enumerate(zip(docs, golds, strict=True)):
