@@ -21,9 +21,9 @@ from qa.answer.span_reader import sha256_file
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "eval"  # /work/shared/eval
 V1_FILE = "squad-v1.1-dev-a.json"
 V2_FILE = "squad-v2.0-dev-a.json"
-#: bm25s picks JAX when it is installed: on a GPU machine it then reserves most of the GPU's
-#: memory in each process (so a second training process on the GPU fails to start) and
-#: compiles a top-k for every article's size; numpy everywhere also makes ties break alike.
+#: bm25s takes its top-k from JAX when JAX is installed: on a GPU machine JAX then reserves most
+#: of the GPU's memory in each process, so a second training process there fails to start.
+#: With numpy, every machine also runs the same top-k code.
 BM25_BACKEND = "numpy"
 HOLDOUT = [
     "1973_oil_crisis",
