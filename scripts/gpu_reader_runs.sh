@@ -10,7 +10,8 @@
 #   here:  bash scripts/gpu_reader_runs.sh prepare      (writes artifacts-gpu/ and .whl/)
 #   there: bash scripts/gpu_reader_runs.sh run MINUTES  (carry artifacts-gpu and .whl; $OUT)
 #
-# On a machine with the project's own environment, `make train-reader-squad` runs recipe a.
+# On a machine with the project's own environment, `make train-reader-squad` runs SET=21's
+# recipe a (the shipped reader's).
 # A dry run here: DEV=cpu PY=.venv/bin/python PROBE=0 EXTRA='--limit 300 --max-steps 3' ... run 1
 set -u
 if [ "${1:-}" = prepare ]; then
@@ -28,14 +29,15 @@ if [ "${1:-}" = prepare ]; then
   exit 0
 fi
 [ "${1:-}" = run ] || { echo "usage: $0 prepare | run MINUTES" >&2; exit 2; }
+case "${SET:=22}" in 21) NAMES="a b c" ;; 22) NAMES="d e" ;; *) echo "SET must be 21 or 22" >&2; exit 2 ;; esac
 T0=$(date +%s)
 MIN=${2:-6}
 DEV=${DEV:-cuda}
 EXTRA=${EXTRA:-}
 PY=${PY:-python3}
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT
-# cutting the windows (the tokenizer) is most of the data's 3-6 minutes there: let it use the
-# cores (20,000 questions: 10.1 s on one core, 6.9 s on two, here; the windows are the same)
+# the tokenizer may use every core: on 2 cores it cut 20,000 questions' windows in 6.9 s instead
+# of 10.1 (the same windows); on 2 cores cutting them is most of preparing the data
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False TOKENIZERS_PARALLELISM=true
 # nothing may reserve GPU memory but torch (the image's JAX would take 75% in each process)
 export JAX_PLATFORMS=cpu XLA_PYTHON_CLIENT_PREALLOCATE=false USE_TF=0 USE_JAX=0
@@ -58,23 +60,21 @@ echo "start $(date +%T) deadline $DEADLINE"
 COMMON="--train-file /tmp/data/squad-v1.1-train.json --data-dir /tmp/data/eval --distractors 0 --init qa/models/reader --warmup 0.01 --device $DEV --threads 4 $EXTRA --log-every 500 --ckpt-minutes 100 --eval-at-questions 5000,20000,50000,80000,150000 --train-until $DEADLINE --resume"
 run() {  # name, extra args
   local name=$1; shift
-  $PY -m training.reader --out /tmp/o-$name --work /tmp/w-$name $COMMON "$@" --note "trained on a lent GPU (scripts/gpu_reader_runs.sh), variant $name" > $OUT/log-$name.txt 2>&1
+  rm -rf /tmp/o-$name /tmp/probe-$name.json  # a warm machine keeps an earlier call's /tmp
+  $PY -m training.reader --out /tmp/o-$name --work /tmp/w-$name $COMMON "$@" --note "trained on a lent GPU (scripts/gpu_reader_runs.sh), variant $name" > $OUT/log-$name.txt 2>&1 || return
   [ "${PROBE:-1}" = 1 ] && $PY -m training.probe /tmp/o-$name --data-dir /tmp/data/eval --device $DEV > /tmp/probe-$name.json 2>> $OUT/log-$name.txt
   cp /tmp/w-$name/train_log.json /tmp/trainlog-$name.json
 }
-case "${SET:-22}" in
-21)  # session 21, from a07cfebf; a shipped as 878ddad0
-  NAMES="a b c"
+case "$SET" in
+21)  # session 21's recipes (then from a07cfebf; --init is the shipped reader); a shipped as 878ddad0
   run a --article-negatives 0.5 --lr 3e-5 --epochs 2 --seed 45 &
   run b --article-negatives 1.0 --lr 3e-5 --epochs 2 --seed 46 &
   run c --article-negatives 0.25 --lr 5e-5 --epochs 3 --seed 47 --all-answers &
   ;;
 22)  # session 22, from 878ddad0: one same-article negative for each question, or two
-  NAMES="d e"
   run d --article-negatives 2.0 --lr 2e-5 --epochs 1 --seed 48 &
   run e --article-negatives 1.0 --lr 2e-5 --epochs 1 --seed 49 &
   ;;
-*) echo "SET must be 21 or 22" >&2; exit 2 ;;
 esac
 wait
 for n in $NAMES; do echo "== $n"; cat /tmp/probe-$n.json; done | tee $OUT/probe.txt

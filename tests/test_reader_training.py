@@ -818,19 +818,20 @@ def test_two_article_negatives_each_are_distinct_same_article_paragraphs_without
 
     data, train = _squad(tmp_path), _train_file(tmp_path)
     paras = {ctx: title for title, ps in _TRAIN.items() for ctx, _ in ps}
-    _, c1, _, _ = build_data(data, ["Article_2"], 0, None, 0, train_files=[train], article_negatives=1.0)
+    one, c1, _, _ = build_data(data, ["Article_2"], 0, None, 0, train_files=[train], article_negatives=1.0)
     two, c2, _, _ = build_data(data, ["Article_2"], 0, None, 0, train_files=[train], article_negatives=2.0)
     # every train-file article has 3 paragraphs: a question's two others are both negatives (the
     # dev articles' questions are asked too, but their articles have no other paragraph)
     assert c1["article_negatives"] == 10 and c2["article_negatives"] == 20
     assert c2["article_negatives_asked"] == 2 * c2["answerable_questions"] == 28
     by_question: dict[str, list[str]] = {}
+    ids: dict[str, list[str]] = {}
     for e in two:
         if e["source"] == "article-negative":
-            qid = e["group"]
-            assert e["answer_start"] is None
-            assert e["id"] in {qid + "#article-negative", qid + "#article-negative2"}
-            by_question.setdefault(qid, []).append(e["context"])
+            assert e["answer_start"] is None and e["answers"] == []
+            by_question.setdefault(e["group"], []).append(e["context"])
+            ids.setdefault(e["group"], []).append(e["id"])
+    assert all(sorted(v) == [k + "#article-negative", k + "#article-negative2"] for k, v in ids.items())
     gold = {e["id"]: e for e in two if e["source"] == "train"}
     assert set(by_question) == set(gold)
     for qid, negs in by_question.items():
@@ -838,6 +839,32 @@ def test_two_article_negatives_each_are_distinct_same_article_paragraphs_without
         assert len(set(negs)) == 2 and e["context"] not in negs
         assert {paras[n] for n in negs} == {paras[e["context"]]}
         assert not any(t.lower() in n.lower() for n in negs for _, t in e["answers"])
-    # 1.5: one each and a second for half of them
-    _, c15, _, _ = build_data(data, ["Article_2"], 0, None, 0, train_files=[train], article_negatives=1.5)
-    assert c15["article_negatives_asked"] == 14 + 7 and 10 < c15["article_negatives"] < 20
+    # the first of two is the one negative of 1.0 (its best), the same for every question
+    first = {e["id"]: e["context"] for e in one if e["source"] == "article-negative"}
+    assert first == {e["id"]: e["context"] for e in two if e["id"].endswith("#article-negative")}
+    # 1.5: one each and a second for half of the 14 questions (those of the train file's
+    # articles get it; the dev articles' have no other paragraph)
+    f15, c15, _, _ = build_data(data, ["Article_2"], 0, None, 0, train_files=[train], article_negatives=1.5)
+    assert c15["article_negatives_asked"] == 14 + 7
+    seconds = sum(e["id"].endswith("#article-negative2") for e in f15)
+    assert 0 < seconds <= 7 and c15["article_negatives"] == 10 + seconds
+    # 3: as many as the article offers (two others here), never the same paragraph twice
+    _, c3, _, _ = build_data(data, ["Article_2"], 0, None, 0, train_files=[train], article_negatives=3.0)
+    assert c3["article_negatives"] == 20 and c3["article_negatives_asked"] == 42
+
+
+def test_article_negatives_and_train_files_are_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training.reader import parse_args
+
+    train = _train_file(tmp_path)
+    assert parse_args(["--out", "x", "--article-negatives", "3"]).article_negatives == 3.0
+    for bad, says in (
+        (["--article-negatives", "3.1"], "between 0 and 3"),
+        (["--article-negatives", "-0.5"], "between 0 and 3"),
+        (["--train-file", str(train), "--train-file", str(train)], "the same file twice"),
+    ):
+        with pytest.raises(SystemExit):
+            parse_args(["--out", "x", *bad])
+        assert says in capsys.readouterr().err

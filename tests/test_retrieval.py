@@ -213,3 +213,21 @@ def test_overlap_fusion_reads_few_chunks_yet_ranks_as_reading_them_all(k: int, t
     assert read <= candidates
     if k <= 3 and not ties:  # (with 6 words, every chunk holds them all: no bound prunes)
         assert read < candidates / 2  # few chunks' texts were read
+
+
+def test_bm25s_is_imported_with_jax_kept_off_the_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    # bm25s runs a JAX top-k on import where JAX is installed; on a GPU machine that reserved
+    # most of the GPU for the process. Unless the user chose a platform, JAX stays on the CPU.
+    import logging
+    import os
+
+    from qa.store.lexical import import_bm25s
+
+    monkeypatch.setenv("JAX_PLATFORMS", "")  # so that teardown restores the variable as it was
+    monkeypatch.delenv("JAX_PLATFORMS")
+    assert import_bm25s().BM25 is not None
+    assert os.environ["JAX_PLATFORMS"] == "cpu"
+    assert logging.getLogger("bm25s").level == logging.WARNING
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda")
+    import_bm25s()
+    assert os.environ["JAX_PLATFORMS"] == "cuda"

@@ -197,6 +197,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--distractors must be between 0 and 4")
     if not 0.0 <= args.article_negatives <= 3.0:
         p.error("--article-negatives must be between 0 and 3")
+    if len({tf.resolve() for tf in args.train_file}) < len(args.train_file):
+        p.error("--train-file names the same file twice")
     for tf in args.train_file:
         if not tf.is_file():
             p.error(f"--train-file {tf}: no such file")

@@ -83,9 +83,10 @@ def write_card(out: Path, meta: dict[str, Any]) -> None:
             [
                 f"- Same-article negatives: {c['article_negatives']} (asked for",
                 f"  {c['article_negatives_asked']}, {_negatives_share(s.get('article_negatives'))}):"
-                " each question's top BM25",
-                "  paragraphs of its own article that are not its gold one and hold none of its answers",
-                "  as whole words, labelled no-answer (`--article-negatives`).",
+                " the top BM25",
+                "  paragraphs of each question's own article (one each, or as many as asked) that are",
+                "  not its gold one and hold none of its answers as whole words, labelled no-answer",
+                "  (`--article-negatives`).",
             ]
             if c.get("article_negatives")
             else []

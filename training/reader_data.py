@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from qa.answer.span_reader import sha256_file
+from qa.store.lexical import import_bm25s
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "eval"  # /work/shared/eval
 V1_FILE = "squad-v1.1-dev-a.json"
 V2_FILE = "squad-v2.0-dev-a.json"
-#: bm25s takes its top-k from JAX when JAX is installed: on a GPU machine JAX then reserves most
-#: of the GPU's memory in each process, so a second training process there fails to start.
-#: With numpy, every machine also runs the same top-k code.
+#: bm25s takes its top-k from JAX where JAX is installed (as on the lent GPU machine); numpy
+#: runs the same top-k code on every machine. (Importing bm25s alone starts JAX, which on a GPU
+#: reserves most of its memory: ``qa.store.lexical.import_bm25s`` keeps JAX on the CPU.)
 BM25_BACKEND = "numpy"
 HOLDOUT = [
     "1973_oil_crisis",
@@ -247,8 +248,9 @@ def same_article_negatives(
     ``paras``; ``article_paras`` lists each article's paragraph indices), the top BM25
     paragraph of its own article that is not its gold paragraph and holds none of its answers
     as whole words; examples whose article offers none are left out. An example chosen k times
-    gets its top k such paragraphs (fewer where the article's first ``depth`` offer fewer)."""
-    import bm25s
+    gets its top k such paragraphs, all different (fewer where the article's first ``depth``
+    offer fewer). Question ids must be unique (``build_data``'s are)."""
+    bm25s = import_bm25s()
 
     wanted: dict[str, int] = {}
     by_article: dict[str, list[dict[str, Any]]] = {}
@@ -274,15 +276,17 @@ def same_article_negatives(
         )
         for e, row in zip(exs, docs, strict=True):
             bad = [answer_pattern(t) for _, t in e["answers"] if t.strip()]
-            need = wanted[e["id"]]
+            need, given = wanted[e["id"]], set()
             for idx in row:
                 j = members[int(idx)]
                 text = paras[j]
-                if j == e["para"] or text == e["context"] or any(b.search(text.lower()) for b in bad):
+                if j == e["para"] or text == e["context"] or text in given:
+                    continue
+                if any(b.search(text.lower()) for b in bad):
                     continue
                 out.append((e, text))
-                need -= 1
-                if not need:
+                given.add(text)
+                if len(given) == need:
                     break
     return out
 
@@ -331,7 +335,7 @@ def bm25_distractors(
     """Per question, up to ``n`` of its top BM25 paragraphs of ``corpus`` other than its gold one.
     The first pick is the top one; later picks also skip a paragraph that contains one of the
     question's ``avoid`` strings (case-insensitive)."""
-    import bm25s
+    bm25s = import_bm25s()
 
     if not questions:
         return []

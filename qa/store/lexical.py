@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import os
 import re
 from collections.abc import Iterable
 from functools import lru_cache
@@ -145,9 +146,13 @@ BM25_PARAMS = {"method": "lucene", "k1": 0.6, "b": 0.5}
 LEXICAL_PARAMS = {"bm25": BM25_PARAMS, "bigram_buckets": BIGRAM_BUCKETS}
 
 
-def _bm25s() -> Any:
-    """bm25s, with its logger at WARNING: it sets its own to DEBUG, which printed "Building
-    index from IDs" under every ``qa build``."""
+def import_bm25s() -> Any:
+    """bm25s, with its logger at WARNING (it sets its own to DEBUG, which printed "Building
+    index from IDs" under every ``qa build``) and unable to take a GPU: where JAX is installed,
+    importing bm25s runs a JAX top-k, and on a GPU machine JAX then reserves most of the GPU's
+    memory for this process (a second training process there failed to start). So JAX stays on
+    the CPU unless ``JAX_PLATFORMS`` already says otherwise."""
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
     import bm25s
 
     logging.getLogger("bm25s").setLevel(logging.WARNING)
@@ -163,7 +168,7 @@ class LexicalIndex:
 
     @classmethod
     def build(cls, texts: list[str]) -> LexicalIndex:
-        bm25s = _bm25s()
+        bm25s = import_bm25s()
         retriever = bm25s.BM25(**BM25_PARAMS)
         if texts:
             retriever.index(corpus_token_ids(texts), show_progress=False)
@@ -176,7 +181,7 @@ class LexicalIndex:
 
     @classmethod
     def load(cls, path: Path, size: int) -> LexicalIndex:
-        bm25s = _bm25s()
+        bm25s = import_bm25s()
         if size == 0:
             return cls(bm25s.BM25(), 0)
         try:
