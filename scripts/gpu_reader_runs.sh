@@ -97,14 +97,13 @@ BEST=$(echo "$BEST" | tail -1)
 echo "best: $BEST" | tee -a $OUT/probe.txt
 cp $OUT/log-*.txt /tmp/ 2>/dev/null
 tar cf $OUT/logs.tar /tmp/log-*.txt /tmp/trainlog-*.json /tmp/o-*/README.md /tmp/o-*/config.json 2>/dev/null && rm -f $OUT/log-*.txt
-if [ -n "$BEST" ] && [ "$BEST" != None ] && [ -f /tmp/o-$BEST/reader.safetensors ]; then
-  tar cf /tmp/best.tar -C /tmp o-$BEST && split -b 16000000 -d /tmp/best.tar $OUT/best.tar.part
-fi
-if [ "${ALL:-0}" = 1 ]; then  # the others' weights too (for an average), in parts
-  for n in $NAMES; do
-    [ "$n" != "$BEST" ] && [ -f /tmp/o-$n/reader.safetensors ] &&
-      tar cf /tmp/run-$n.tar -C /tmp o-$n && split -b 16000000 -d /tmp/run-$n.tar $OUT/run-$n.tar.part
-  done
+pack() {  # run name, archive name: its reader folder in <= 16 MB parts under $OUT
+  [ -f /tmp/o-$1/reader.safetensors ] && tar cf /tmp/$2.tar -C /tmp o-$1 &&
+    split -b 16000000 -d /tmp/$2.tar $OUT/$2.tar.part
+}
+[ -n "$BEST" ] && [ "$BEST" != None ] && pack $BEST best
+if [ "${ALL:-0}" = 1 ]; then  # the others' weights too (for an average)
+  for n in $NAMES; do [ "$n" != "$BEST" ] && pack $n run-$n; done
 fi
 grep -h "curve:\|done:\|final held-out\|stopped\|reached\|data:\|Error\|error" /tmp/log-*.txt | cut -c1-400
 echo "done in $(( $(date +%s) - T0 )) s"

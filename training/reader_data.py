@@ -206,9 +206,7 @@ def build_data(
         whole, frac = divmod(article_negatives, 1.0)
         chosen = answerable * int(whole) + rng.sample(answerable, round(frac * len(answerable)))
     negatives = same_article_negatives(chosen, train_paras, article_paras)
-    taken: dict[str, int] = {}
-    for e, d in negatives:
-        j = taken[e["id"]] = taken.get(e["id"], 0) + 1
+    for e, d, j in negatives:
         suffix = "#article-negative" if j == 1 else f"#article-negative{j}"
         examples.append(_no_answer(e, suffix, d, "article-negative"))
     examples.extend(unanswerable)
@@ -243,13 +241,14 @@ def answer_pattern(answer: str) -> re.Pattern[str]:
 
 def same_article_negatives(
     chosen: list[dict[str, Any]], paras: list[str], article_paras: dict[str, list[int]], depth: int = 8
-) -> list[tuple[dict[str, Any], str]]:
+) -> list[tuple[dict[str, Any], str, int]]:
     """For each chosen answerable example (with ``article`` and ``para``, its index into
     ``paras``; ``article_paras`` lists each article's paragraph indices), the top BM25
     paragraph of its own article that is not its gold paragraph and holds none of its answers
     as whole words; examples whose article offers none are left out. An example chosen k times
     gets its top k such paragraphs, all different (fewer where the article's first ``depth``
-    offer fewer). Question ids must be unique (``build_data``'s are)."""
+    offer fewer), each with its rank among them (1 for the best). Question ids must be unique
+    (``build_data``'s are)."""
     bm25s = import_bm25s()
 
     wanted: dict[str, int] = {}
@@ -259,7 +258,7 @@ def same_article_negatives(
             wanted[e["id"]] = wanted.get(e["id"], 0) + 1
             if wanted[e["id"]] == 1:
                 by_article.setdefault(e["article"], []).append(e)
-    out: list[tuple[dict[str, Any], str]] = []
+    out: list[tuple[dict[str, Any], str, int]] = []
     for art, exs in sorted(by_article.items()):
         members = sorted(set(article_paras.get(art, [])) | {e["para"] for e in exs})
         if len(members) < 2:
@@ -284,8 +283,8 @@ def same_article_negatives(
                     continue
                 if any(b.search(text.lower()) for b in bad):
                     continue
-                out.append((e, text))
                 given.add(text)
+                out.append((e, text, len(given)))
                 if len(given) == need:
                     break
     return out

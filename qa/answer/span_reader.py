@@ -762,6 +762,7 @@ class SpanReader:
                     ends[j] = e[r, : lengths[j]].tolist()
         per_pair: dict[int, tuple[dict[tuple[int, int], float], float]] = {}
         atoms: dict[int, list[tuple[int, int]]] = {}  # each passage's URLs, e-mails, phone numbers
+        units: dict[int, str | None] = {}  # the unit each pair's question asks its number in
         for j in range(n):
             k = sample[j]
             spans, null = decode_window(
@@ -775,12 +776,11 @@ class SpanReader:
             )
             best, nmin = per_pair.get(k, ({}, float("inf")))
             question, text = pairs[todo[k]]
-            unit = asked_unit(question)
             if spans and k not in atoms:
-                atoms[k] = atomic_tokens(text)
+                atoms[k], units[k] = atomic_tokens(text), asked_unit(question)
             for score, cs, ce in spans:
                 ts, te = finish_span(text, cs, ce, atoms[k])
-                te = with_unit(text, ts, te, unit)
+                te = with_unit(text, ts, te, units[k])
                 # a span of spaces or punctuation alone (a byte-level "Ġ" token) quotes nothing
                 if is_list_marker(text, ts, te) or not any(c.isalnum() for c in text[ts:te]):
                     continue
