@@ -868,3 +868,73 @@ def test_article_negatives_and_train_files_are_checked(
         with pytest.raises(SystemExit):
             parse_args(["--out", "x", *bad])
         assert says in capsys.readouterr().err
+
+
+def test_names_in_questions_and_paragraphs() -> None:
+    from training.reader_data import names_in
+
+    def names(text: str) -> list[str]:
+        found = names_in(text)
+        assert all(text[s:t] == n for s, t, n in found)  # offsets point at the name
+        return [n for _, _, n in found]
+
+    # a question's first word is capitalised as every first word is; a year is a name
+    assert names("When did Kublai Khan move the capital to Dadu in 1271?") == ["Kublai Khan", "Dadu", "1271"]
+    # linking words inside, no leading "The", no trailing possessive
+    assert names("What ended the Treaty of Paris's war?") == ["Treaty of Paris"]
+    assert names("Who signed the Edict of Nantes?") == ["Edict of Nantes"]
+    # a capitalised opener is no part of the name after it; one-word openers are skipped
+    assert names("In Beichuan County, Wen ordered troops. While Hu waited.") == [
+        "Beichuan County",
+        "Wen",
+        "Hu",
+    ]
+    assert names("what about 2022 and 1999, not 3000 or 12345?") == ["2022", "1999"]
+
+
+def test_swap_negatives_ask_the_gold_paragraph_about_a_name_it_lacks(tmp_path: Path) -> None:
+    from training.reader_data import build_data, names_in
+
+    data, train = _squad(tmp_path), _train_file(tmp_path)
+    article_of = {ctx: title for title, ps in _TRAIN.items() for ctx, _ in ps}
+    names_of = {
+        title: {n for ctx, _ in ps for _, _, n in names_in(ctx)} for title, ps in _TRAIN.items()
+    }  # fmt: skip
+    plain, c0, _, _ = build_data(data, ["Article_2"], 0, None, 0, train_files=[train])
+    ex, counts, _, _ = build_data(data, ["Article_2"], 0, None, 0, train_files=[train], swap_share=1.0)
+    assert "swap_negatives" not in c0
+    assert counts["swap_negatives_asked"] == counts["answerable_questions"] == 14
+    gold = {e["id"]: e for e in ex if e["source"] in ("train", "v1.1")}
+    swaps = [e for e in ex if e["source"] == "swap-negative"]
+    assert 0 < len(swaps) == counts["swap_negatives"] <= 14
+    # the answerable examples are those without swaps, in the same order
+    assert [e for e in ex if e["source"] != "swap-negative"] == plain
+    for s in swaps:
+        e = gold[s["group"]]
+        assert s["id"] == e["id"] + "#swap" and s["context"] == e["context"]
+        assert s["answer_start"] is None and s["answers"] == [] and s["question"] != e["question"]
+        # one name of the question stands for another: the changed question is the old one with it
+        ((old, new),) = {
+            (o, n)
+            for _, _, o in names_in(e["question"])
+            for _, _, n in names_in(s["question"])
+            if e["question"].replace(o, n, 1) == s["question"]
+        }
+        assert old.lower() in e["context"].lower() and new.lower() not in e["context"].lower()
+        assert not any(old.lower() in t.lower() or t.lower() in old.lower() for _, t in e["answers"])
+        title = article_of.get(e["context"])
+        assert title is not None  # only questions of an article with other paragraphs swap
+        assert any(new in n for n in names_of[title])  # a name of its own article
+    # the draw is the seed's
+    again, _, _, _ = build_data(data, ["Article_2"], 0, None, 0, train_files=[train], swap_share=1.0)
+    assert [e["question"] for e in again if e["source"] == "swap-negative"] == [s["question"] for s in swaps]
+
+
+def test_swap_negatives_share_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    from training.reader import parse_args
+
+    assert parse_args(["--out", "x", "--swap-negatives", "0.5"]).swap_negatives == 0.5
+    for bad in ("1.5", "-0.1"):
+        with pytest.raises(SystemExit):
+            parse_args(["--out", "x", "--swap-negatives", bad])
+        assert "between 0 and 1" in capsys.readouterr().err

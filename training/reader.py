@@ -139,6 +139,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "each, two for half)",
     )
     p.add_argument(
+        "--swap-negatives",
+        type=float,
+        default=0.0,
+        help="share (0-1) of answerable questions also asked with one name (capitalised words or a "
+        "year) swapped for another of their article that the gold paragraph lacks, labelled "
+        "no-answer on that paragraph",
+    )
+    p.add_argument(
         "--eval-at-questions",
         default="",
         help="comma-separated counts of answerable training questions seen at which to score the "
@@ -197,6 +205,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--distractors must be between 0 and 4")
     if not 0.0 <= args.article_negatives <= 3.0:
         p.error("--article-negatives must be between 0 and 3")
+    if not 0.0 <= args.swap_negatives <= 1.0:
+        p.error("--swap-negatives must be between 0 and 1")
     if len({tf.resolve() for tf in args.train_file}) < len(args.train_file):
         p.error("--train-file names the same file twice")
     for tf in args.train_file:
@@ -252,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         args.distractor_file,
         train_files=args.train_file,
         article_negatives=args.article_negatives,
+        swap_share=args.swap_negatives,
     )
     train_sha = [sha256_file(tf) for tf in args.train_file] or None
     distractor_sha = sha256_file(args.distractor_file) if args.distractor_file else None
@@ -339,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             else {}
         ),
         **({"article_negatives": args.article_negatives} if args.article_negatives else {}),
+        **({"swap_negatives": args.swap_negatives} if args.swap_negatives else {}),
         "max_steps": args.max_steps,
         "threads": args.threads,
         "holdout": sorted(holdout),

@@ -91,6 +91,16 @@ def write_card(out: Path, meta: dict[str, Any]) -> None:
             if c.get("article_negatives")
             else []
         ),
+        *(
+            [
+                f"- Name-swapped questions: {c['swap_negatives']} (asked for {c['swap_negatives_asked']},"
+                f" a share of {s.get('swap_negatives')}): a question with one name (capitalised words or",
+                "  a year) that its gold paragraph holds swapped for another name of its article that",
+                "  the paragraph lacks, asked of that paragraph and labelled no-answer (`--swap-negatives`).",
+            ]
+            if c.get("swap_negatives")
+            else []
+        ),
         f"- v2.0 unanswerable questions, labelled no-answer: {c['unanswerable_v2.0']}.",
         f"- Training examples: {c['training_examples']}; windows (features): {c.get('features', '?')},",
         f"  of which {c.get('features_answer_labelled', '?')} carry an answer span.",

@@ -82,6 +82,7 @@ def build_data(
     distractor_file: Path | None = None,
     train_files: list[Path] | None = None,
     article_negatives: float = 0.0,
+    swap_share: float = 0.0,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]], list[str]]:
     """Training examples, counts, held-out v1 questions (with golds) and held-out paragraphs.
 
@@ -98,7 +99,10 @@ def build_data(
     paragraph that is neither the gold one nor holds one of the answers as whole words (what a
     question looks like when its own paragraph is not indexed but its neighbours are). Above 1
     (up to 3), every question gets its whole part of them (its top paragraphs so chosen) and the
-    fraction's share one more: 1.5 gives each question one and half of them two."""
+    fraction's share one more: 1.5 gives each question one and half of them two.
+    ``swap_share`` (0-1) of the answerable questions with a gold paragraph of a known article
+    are asked again with one name swapped for another of their article (``swap_negatives``),
+    labelled no-answer on their gold paragraph."""
     v1 = load_squad(data_dir / V1_FILE)
     v2 = load_squad(data_dir / V2_FILE)
     hold = set(holdout)
@@ -209,6 +213,14 @@ def build_data(
     for e, d, j in negatives:
         suffix = "#article-negative" if j == 1 else f"#article-negative{j}"
         examples.append(_no_answer(e, suffix, d, "article-negative"))
+    swapped: list[tuple[dict[str, Any], str]] = []
+    asked: list[dict[str, Any]] = []
+    if swap_share > 0:
+        swap_rng = random.Random(seed + 1)  # its own draw: the recipes without swaps stay as they were
+        asked = swap_rng.sample(answerable, round(swap_share * len(answerable)))
+        swapped = swap_negatives(asked, train_paras, article_paras, swap_rng)
+    for e, question in swapped:
+        examples.append({**_no_answer(e, "#swap", e["context"], "swap-negative"), "question": question})
     examples.extend(unanswerable)
     counts = {
         "answerable_questions": len(answerable),
@@ -220,6 +232,7 @@ def build_data(
         "answerable_train_file": sum(e["source"] == "train" for e in answerable),
         "article_negatives": len(negatives),
         "article_negatives_asked": len(chosen),
+        **({"swap_negatives": len(swapped), "swap_negatives_asked": len(asked)} if swap_share > 0 else {}),
         **({"distractors_from_file": len(answerable) - len(rest)} if distractor_file else {}),
         "unanswerable_v2.0": len(unanswerable),
         "training_examples": len(examples),
@@ -361,3 +374,93 @@ def bm25_distractors(
                 break
         out.append(picks)
     return out
+
+
+#: A name: capitalised words, joined by a few lower-case linking words ("Treaty of Paris",
+#: "Edict of Nantes"), without a leading "The" or a trailing "'s"; or a year.
+_NAME = re.compile(
+    r"\b(?!The\s)[A-Z][\w'’-]*\w(?:(?:\s+(?:of|the|de|du|la|von|van|and|for|on|in)){0,2}\s+[A-Z][\w'’-]*\w)*"
+    r"|\b1\d{3}\b|\b20\d{2}\b"
+)
+_YEAR = re.compile(r"\d{4}")
+_POSSESSIVE = re.compile(r"['’]s?$")
+#: Capitalised words that open a sentence and are no part of a name after them ("In Beichuan County").
+_OPENERS = re.compile(
+    r"^(?:In|On|At|From|During|After|Before|When|While|Although|By|For|As|With|Since|Under|Between|A|An"
+    r"|This|These|Its|His|Her|Their|If|But|And|Of|To)\s+"
+)
+_OPENS = re.compile(r"(?:^|[.!?:;\"“(]\s*|\n)$")
+
+
+def names_in(text: str) -> list[tuple[int, int, str]]:
+    """The names (``_NAME``) in ``text`` as (start, end, name). A one-word name that opens a
+    sentence is left out: every first word is capitalised ("When", "While", "Consider")."""
+    out = []
+    for m in _NAME.finditer(text):
+        name = _POSSESSIVE.sub("", m.group())
+        start = m.start()
+        if (opener := _OPENERS.match(name)) is not None:
+            name, start = name[opener.end() :], start + opener.end()
+        if " " not in name and not _YEAR.fullmatch(name) and _OPENS.search(text[:start]):
+            continue
+        out.append((start, start + len(name), name))
+    return out
+
+
+def swap_negatives(
+    chosen: list[dict[str, Any]], paras: list[str], article_paras: dict[str, list[int]], rng: random.Random
+) -> list[tuple[dict[str, Any], str]]:
+    """For each chosen answerable example, its question with one name (``_NAME``: capitalised
+    words or a year) that its gold paragraph holds swapped for a name of the same kind from
+    another paragraph of its own article that the gold paragraph does not hold: "When did
+    Kublai move the capital?" becomes "When did Ögedei move the capital?". Asked of the gold
+    paragraph, the changed question has no answer there (the "entity swap" of SQuAD 2.0's
+    unanswerable questions, and what a question looks like to the reader when the paragraph
+    it needs is not indexed but a neighbour that shares most of its words is). A name that is
+    part of an answer, or one that holds or is held by its replacement ("Kublai" and "Kublai
+    Khan"), is never swapped; examples with no such pair are left out. Returns (example, the
+    changed question)."""
+    pools: dict[str, list[str]] = {}
+    for art, members in article_paras.items():
+        seen: dict[str, None] = {}
+        for i in sorted(set(members)):
+            for _, _, name in names_in(paras[i]):
+                seen.setdefault(name, None)
+        pools[art] = list(seen)
+    out: list[tuple[dict[str, Any], str]] = []
+    for e in chosen:
+        pool = pools.get(e.get("article") or "", [])
+        ctx, q = e["context"], e["question"]
+        low = ctx.lower()
+        answers = [t.lower() for _, t in e["answers"] if t.strip()]
+        slots = [
+            (s, t, name)
+            for s, t, name in names_in(q)
+            if answer_pattern(name).search(low)
+            and not any(name.lower() in a or a in name.lower() for a in answers)
+        ]
+        rng.shuffle(slots)
+        for s, t, name in slots:
+            if (swap := _replacement(name, pool, low, q.lower(), rng)) is not None:
+                out.append((e, q[:s] + swap + q[t:]))
+                break
+    return out
+
+
+def _replacement(name: str, pool: list[str], context: str, question: str, rng: random.Random) -> str | None:
+    """A random name of ``pool`` (at most 200 tried) to stand for ``name``: a year for a year, as
+    many words, neither holding the other, and in neither the lower-cased ``context`` nor
+    ``question`` (as substrings: stricter than whole words, so it never occurs there)."""
+    year, low = bool(_YEAR.fullmatch(name)), name.lower()
+    for n in rng.sample(pool, min(200, len(pool))):
+        ln = n.lower()
+        if (
+            bool(_YEAR.fullmatch(n)) == year
+            and n.count(" ") == name.count(" ")
+            and ln not in low
+            and low not in ln
+            and ln not in context
+            and ln not in question
+        ):
+            return n
+    return None
