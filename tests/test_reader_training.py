@@ -938,3 +938,36 @@ def test_swap_negatives_share_is_checked(capsys: pytest.CaptureFixture[str]) -> 
         with pytest.raises(SystemExit):
             parse_args(["--out", "x", "--swap-negatives", bad])
         assert "between 0 and 1" in capsys.readouterr().err
+
+
+@pytest.mark.model
+def test_swap_probe_reads_held_out_questions_as_written_and_swapped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from qa.answer.span_reader import DEFAULT_PATH
+    from training.swap_probe import heldout_swaps, main
+
+    if not SpanReader.available():
+        pytest.skip("the shipped reader weights are absent")
+    paragraphs = [
+        {
+            "context": ctx,
+            "qas": [
+                {"id": f"h{p}-{i}", "question": q, "answers": [{"text": a, "answer_start": ctx.index(a)}]}
+                for i, (q, a) in enumerate(qas)
+            ],
+        }
+        for p, (ctx, qas) in enumerate(_TRAIN["Mount_Everest"])
+    ]
+    folder = tmp_path / "eval"
+    folder.mkdir()
+    data = {"version": "1.1", "data": [{"title": "Huguenot", "paragraphs": paragraphs}]}
+    (folder / "squad-v1.1-dev-a.json").write_text(json.dumps(data))
+    swaps = heldout_swaps(folder)
+    assert swaps and all(q != e["question"] for e, q in swaps)
+    assert main([str(DEFAULT_PATH), "--data-dir", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(swaps)} held-out questions with a name to swap" in out
+    assert re.search(
+        r"no-answer wins for \d+\.\d% as written, \d+\.\d% swapped; \d+\.\d% declined at 90%", out
+    )
