@@ -949,25 +949,16 @@ def test_swap_probe_reads_held_out_questions_as_written_and_swapped(
 
     if not SpanReader.available():
         pytest.skip("the shipped reader weights are absent")
-    paragraphs = [
-        {
-            "context": ctx,
-            "qas": [
-                {"id": f"h{p}-{i}", "question": q, "answers": [{"text": a, "answer_start": ctx.index(a)}]}
-                for i, (q, a) in enumerate(qas)
-            ],
-        }
-        for p, (ctx, qas) in enumerate(_TRAIN["Mount_Everest"])
-    ]
     folder = tmp_path / "eval"
     folder.mkdir()
-    data = {"version": "1.1", "data": [{"title": "Huguenot", "paragraphs": paragraphs}]}
-    (folder / "squad-v1.1-dev-a.json").write_text(json.dumps(data))
-    swaps = heldout_swaps(folder)
+    _train_file(tmp_path).rename(folder / "squad-v1.1-dev-a.json")  # its articles held out
+    held = list(_TRAIN)
+    swaps = heldout_swaps(folder, held)
     assert swaps and all(q != e["question"] for e, q in swaps)
-    assert main([str(DEFAULT_PATH), "--data-dir", str(folder)]) == 0
+    assert heldout_swaps(folder, ["Another_article"]) == []
+    assert main([str(DEFAULT_PATH), "--data-dir", str(folder), "--holdout", ",".join(held)]) == 0
     out = capsys.readouterr().out
     assert f"{len(swaps)} held-out questions with a name to swap" in out
     assert re.search(
-        r"no-answer wins for \d+\.\d% as written, \d+\.\d% swapped; \d+\.\d% declined at 90%", out
+        r"no-answer wins for \d+\.\d% as written, \d+\.\d% swapped; \d+\.\d% declined at 90% answered", out
     )

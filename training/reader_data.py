@@ -451,14 +451,14 @@ def _replacement(name: str, pool: list[str], context: str, question: str, rng: r
     """A random name of ``pool`` (at most 200 tried) to stand for ``name``: a year for a year, as
     many words, neither holding the other, and in neither the lower-cased ``context`` nor
     ``question`` (as substrings: stricter than whole words, so it never occurs there)."""
-    year, low = bool(_YEAR.fullmatch(name)), name.lower()
+    year, lname = bool(_YEAR.fullmatch(name)), name.lower()
     for n in rng.sample(pool, min(200, len(pool))):
         ln = n.lower()
         if (
             bool(_YEAR.fullmatch(n)) == year
             and n.count(" ") == name.count(" ")
-            and ln not in low
-            and low not in ln
+            and ln not in lname
+            and lname not in ln
             and ln not in context
             and ln not in question
         ):
