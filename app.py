@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from qa.cli import configure_logging
 from qa.config import Settings
 from qa.errors import QAError
 
@@ -20,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", dest="seeds_dir", help="folder of source documents")
     parser.add_argument("--index", dest="index_dir", help="folder of the index")
     args = parser.parse_args(argv)
+    configure_logging()
     try:
         from qa.serve.server import serve
 

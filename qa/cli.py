@@ -109,6 +109,21 @@ def _assistant(answer: str) -> dict[str, str]:
     return {"role": "assistant", "content": answer}
 
 
+def _parse(ap: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse, reporting an unknown option with its own command's usage (argparse's subparsers
+    leave it to the top-level parser), and check that each --answer follows a --history."""
+    args, extra = ap.parse_known_args(argv)
+    sub = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction))
+    command = sub.choices[args.command]
+    if extra:
+        command.error(f"unrecognized arguments: {' '.join(extra)}")
+    turns = getattr(args, "history", None) or []
+    for before, turn in zip([None, *turns], turns, strict=False):
+        if isinstance(turn, dict) and not isinstance(before, str):
+            command.error("each --answer must follow the --history question it answered")
+    return args
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     keys = (
         "seeds_dir", "index_dir", "model", "host", "port", "reader", "reader_path", "cluster", "read_only"
@@ -116,14 +131,30 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(**{k: getattr(args, k, None) for k in keys})
 
 
+def configure_logging(quiet: bool = False) -> None:
+    """Log lines as ``qa: warning: ...`` on stderr (only errors when ``quiet``). A skipped seed
+    file is logged once, as it is read; a third-party library's own complaints about a file
+    (pypdf's "EOF marker not found") are left out, since the skip names the file and why."""
+    logging.addLevelName(logging.WARNING, "warning")
+    logging.addLevelName(logging.ERROR, "error")
+    logging.basicConfig(
+        level=logging.ERROR if quiet else logging.WARNING, format="qa: %(levelname)s: %(message)s"
+    )
+    logging.getLogger("pypdf").setLevel(logging.CRITICAL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="qa: %(message)s")
+    args = _parse(parser(), argv)
+    configure_logging(args.quiet)
     try:
         return int(_COMMANDS[args.command](args) or 0)
     except QAError as exc:
         print(f"qa: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # the file system refused something no check above foresaw
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"qa: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("qa: interrupted", file=sys.stderr)
         return 130
@@ -158,9 +189,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     finally:
         close()
     report = qa.last_build
-    assert report is not None
-    for warning in report.warnings:
-        print(f"qa: warning: {warning}", file=sys.stderr)
+    assert report is not None  # the skipped files were logged as they were read
     if report.up_to_date:
         print(
             f"index up to date: {report.documents} documents, {report.chunks} chunks in {settings.index_dir}"

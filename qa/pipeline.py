@@ -89,12 +89,12 @@ class QA:
             qa = cls.load(settings=settings, embedder=embedder)
             qa.last_build = report
             return qa
-        result = sources.read_folder(settings.seeds_dir, settings.max_file_bytes)
+        result = sources.read_folder(settings.seeds_dir, settings.max_file_bytes, settings.index_dir)
         if not result.documents:
             detail = f" ({'; '.join(result.warnings[:3])})" if result.warnings else ""
             raise SourceError(
-                f"no usable documents in {settings.seeds_dir}{detail}: add .txt, .md, .html "
-                "or .pdf files, then run `qa build`"
+                f"no usable documents in {settings.seeds_dir}{detail}: {sources.ADD_FILES}, "
+                "then run `qa build`"
             )
         return cls.from_documents(result.documents, settings=settings, embedder=embedder,
                                   progress=progress, warnings=result.warnings)  # fmt: skip

@@ -84,6 +84,7 @@ def test_not_found_is_a_200_with_found_false(http: httpx.Client) -> None:
         ({"question": "x", "history": [{"role": "robot", "content": "hi"}]}, 422, "history"),
         ({"question": "x", "history": [3]}, 422, "history"),
         ({"question": "x", "extra": 1}, 422, "extra: unknown field"),
+        ({"question": "x", "history": [3]}, 422, "history.0: Input should be a valid string"),
         ({"question": "x" * 2001}, 400, "the question is too long"),
         ({"question": "x", "history": ["q"] * 41}, 400, "history is too long"),
         ({"question": "x", "history": ["y" * 1900] * 11}, 400, "history is too long"),
@@ -112,6 +113,9 @@ def test_bad_requests_get_4xx_with_a_message(
 )
 def test_malformed_bodies_get_400_or_422_never_5xx(http: httpx.Client, content: bytes, ctype: str) -> None:
     r = http.post("/api/ask", content=content, headers={"content-type": ctype})
+    if ctype != "application/json":  # a form, not JSON: says what to send
+        assert r.status_code == 415 and "Content-Type: application/json" in r.json()["detail"], r.text
+        return
     assert r.status_code in (400, 422), r.text
     assert r.json()["detail"]
 
@@ -128,9 +132,24 @@ def test_oversized_bodies_get_413(http: httpx.Client, server: LiveServer) -> Non
 
 
 def test_wrong_method_and_unknown_route_are_json_4xx(http: httpx.Client) -> None:
-    # GET on a POST route falls through to the UI's mount: a 404, either way a 4xx.
-    assert http.get("/api/ask").status_code in (404, 405)
-    assert http.get("/api/nope").status_code == 404
+    r = http.get("/api/ask")
+    assert r.status_code == 405 and r.headers["allow"] == "POST", r.text
+    assert r.json() == {"error": "MethodNotAllowed", "detail": "/api/ask takes POST"}
+    r = http.delete("/api/info")
+    assert r.status_code == 405 and r.json()["detail"] == "/api/info takes GET"
+    for path in ("/api/nope", "/api/ask/more"):
+        r = http.get(path)
+        assert r.status_code == 404 and r.json()["error"] == "NotFound", r.text
+        assert f"no such API endpoint: {path}" in r.json()["detail"] and "/api/ask" in r.json()["detail"]
+    assert http.get("/api/health").json() == {"status": "ok"}  # the catch-all comes last
+
+
+def test_a_bad_history_turn_is_named_without_pydantic_internals(http: httpx.Client) -> None:
+    r = http.post("/api/ask", json={"question": "hi", "history": [{"role": "x"}]})
+    assert r.status_code == 422
+    assert r.json()["detail"] == (
+        "history.0.role: Input should be 'user' or 'assistant'; history.0.content: this field is required"
+    )
 
 
 # -- /api/search, /api/health, /api/info, /api/feedback -----------------------------------
@@ -142,8 +161,10 @@ def test_search_returns_hits_with_chunks(http: httpx.Client) -> None:
     hits = r.json()["hits"]
     assert len(hits) == 2 and [h["rank"] for h in hits] == [1, 2]
     assert {"chunk_id", "doc_id", "title", "start", "end", "text"} <= set(hits[0]["chunk"])
-    for body in ({"question": "x", "k": 0}, {"question": "x", "k": "3"}, {"question": "x", "k": 1000}):
+    for body in ({"question": "x", "k": 0}, {"question": "x", "k": "3"}, {"question": "x", "k": 101}):
         assert http.post("/api/search", json=body).status_code == 422
+    # the same bound as the CLI's, Python's and the UI's: up to 100 (as many as there are)
+    assert http.post("/api/search", json={"question": "x", "k": 100}).status_code == 200
 
 
 def test_health_and_info(http: httpx.Client) -> None:

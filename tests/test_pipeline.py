@@ -120,3 +120,21 @@ def test_lone_surrogates_and_control_characters_are_neutralised(qa: QA) -> None:
     assert answer.found and "Mercury" in answer.text
     with pytest.raises(InputError, match="empty"):
         qa.ask("\ud800\udc00\x07")
+
+
+def test_the_sentence_reader_quotes_the_text_under_a_heading(tmp_path: Path, fake_settings) -> None:  # type: ignore[no-untyped-def]
+    from qa.answer.reader import is_heading
+
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / "policy.md").write_text(
+        "# Remote work policy\n\n## Equipment allowance\n\nEach employee may claim €1,200 a year "
+        "for equipment.\n\n## Hours\n\nCore hours are 10:00 to 15:00.\n",
+        encoding="utf-8",
+    )
+    answer = QA.build(seeds, settings=fake_settings).ask("What is the equipment allowance?")
+    assert answer.citations[0].quote == "Each employee may claim €1,200 a year for equipment."
+    for heading in ("## Hours", "Equipment allowance", "Remote Work Policy"):
+        assert is_heading(heading)
+    for text in ("- laptop and screen", "Team | Hires", "Version 3.2", "It rained.", "Was it?"):
+        assert not is_heading(text)

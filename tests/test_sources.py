@@ -71,3 +71,43 @@ def test_pdf_text_layer(tmp_path: Path) -> None:
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="does not exist"):
         read_folder(tmp_path / "nope")
+
+
+def test_a_file_named_as_the_seeds_folder_is_a_clear_error(sample_seeds: Path) -> None:
+    with pytest.raises(SourceError, match="is a file, not a folder"):
+        read_folder(sample_seeds / "solar.md")
+
+
+def test_an_index_inside_the_seeds_folder_is_refused(sample_seeds: Path) -> None:
+    for index in (sample_seeds, sample_seeds / "index"):
+        with pytest.raises(SourceError, match="inside the seeds folder"):
+            read_folder(sample_seeds, index_dir=index)
+    assert len(read_folder(sample_seeds, index_dir=sample_seeds.parent / "index").documents) == 3
+
+
+def test_unreadable_folders_are_named(sample_seeds: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # CI runs as root, whom permissions never stop: refuse the listing as the OS would.
+    real = os.scandir
+    refused = {sample_seeds.resolve() / "rivers"}
+
+    def scandir(path: object = ".") -> object:
+        if Path(str(path)).resolve() in refused:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    result = read_folder(sample_seeds)
+    assert sorted(d.doc_id for d in result.documents) == ["page.html", "solar.md"]
+    assert result.warnings == ["skipped the folder rivers/: cannot read it (Permission denied)"]
+    refused.add(sample_seeds.resolve())
+    with pytest.raises(SourceError, match=r"cannot read the seeds folder .*Permission denied"):
+        read_folder(sample_seeds)
+
+
+def test_utf16_files_are_read_and_the_size_limit_is_in_readable_units(sample_seeds: Path) -> None:
+    (sample_seeds / "wide.txt").write_bytes("Le café ouvre à 8 heures.".encode("utf-16"))
+    (sample_seeds / "big.txt").write_text("word " * 200)
+    result = read_folder(sample_seeds, max_file_bytes=600)
+    docs = {d.doc_id: d.text for d in result.documents}
+    assert docs["wide.txt"] == "Le café ouvre à 8 heures."
+    assert result.warnings == ["skipped big.txt: larger than the 600 bytes limit (max_file_bytes)"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -116,6 +117,25 @@ def make_citation(doc: Document, hit: Hit, start: int, end: int, score: float) -
     )
 
 
+_LIST_ITEM = re.compile(r"(?:[-*+\u2022]|\d+[.)]|[a-z][.)])\s")
+
+
+def is_heading(text: str) -> bool:
+    """A Markdown heading ("## Travel"), or a short line with no digits that ends without
+    punctuation and is no list item or table row ("Equipment allowance"): a title, not an
+    answer."""
+    line = text.strip()
+    if line.startswith("#"):
+        return True
+    return (
+        "\n" not in line
+        and len(line.split()) <= 6
+        and not line.endswith((".", "!", "?", ":", ";", ",", ")", '"'))
+        and not _LIST_ITEM.match(line)
+        and not any(c.isdigit() or c == "|" for c in line)
+    )
+
+
 def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, x))))
 
@@ -150,9 +170,10 @@ class SentenceReader:
             for s, e in sentence_spans(ch.text):
                 candidates.append((hit, ch.start + s, ch.start + e))
         texts = [documents[h.chunk.doc_id].text[s:e] for h, s, e in candidates]
-        if keep is not None:
-            kept = [i for i, t in enumerate(texts) if keep(t)]
-            candidates, texts = [candidates[i] for i in kept], [texts[i] for i in kept]
+        kept = [i for i, t in enumerate(texts) if keep is None or keep(t)]
+        # A heading shares the question's words but answers nothing: quote the text under it.
+        kept = [i for i in kept if not is_heading(texts[i])] or kept
+        candidates, texts = [candidates[i] for i in kept], [texts[i] for i in kept]
         if not candidates:
             return Reading(None, list(hits), 0.0)
         sims = self.embedder.embed(texts) @ query_vector.reshape(-1)

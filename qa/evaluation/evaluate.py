@@ -647,7 +647,8 @@ def render_markdown(report: EvalReport) -> str:
     lines += [
         "",
         f"Index `{ix.get('path')}`: {build}. {c['questions']:,} questions in "
-        f"{report.seconds:.0f} s all told ({_fmt(c.get('questions_per_second'), 1)} questions/s).",
+        f"{report.seconds:.0f} s in all, index and model loading included; the questions alone "
+        f"ran at {_fmt(c.get('questions_per_second'), 1)} questions/s.",
         "",
     ]
     return "\n".join(lines)

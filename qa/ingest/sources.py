@@ -61,15 +61,39 @@ def make_document(
     )
 
 
-def read_folder(seeds_dir: Path, max_file_bytes: int = 64 * 1024 * 1024) -> ReadResult:
-    """Read every supported file under ``seeds_dir`` (recursively), sorted by path."""
+#: What a seeds folder with nothing usable in it should get.
+ADD_FILES = "add .txt, .md, .html, .pdf, .docx or .pptx files"
+
+
+def seeds_root(seeds_dir: Path, index_dir: Path | None = None) -> Path:
+    """The seeds folder, resolved; SourceError when it is missing, not a folder, unreadable,
+    or holds the index folder (whose files would be read as documents, and a live update
+    would rebuild on every build's own writes)."""
     root = Path(seeds_dir)
+    if not root.exists():
+        raise SourceError(f"seeds folder {root} does not exist: create it and {ADD_FILES} to it")
     if not root.is_dir():
-        raise SourceError(
-            f"seeds folder {root} does not exist: create it and put .txt/.md/.html/.pdf/.docx/.pptx "
-            "files in it"
-        )
+        raise SourceError(f"seeds folder {root} is a file, not a folder: name the folder that holds it")
+    try:
+        with os.scandir(root):
+            pass
+    except OSError as exc:
+        raise SourceError(f"cannot read the seeds folder {root} ({exc.strerror or exc})") from None
     root = root.resolve()
+    if index_dir is not None and Path(index_dir).resolve().is_relative_to(root):
+        raise SourceError(
+            f"the index folder {index_dir} is inside the seeds folder {seeds_dir}: its files would "
+            "be read as documents; choose an index folder outside it (--index, QA_INDEX_DIR)"
+        )
+    return root
+
+
+def read_folder(
+    seeds_dir: Path, max_file_bytes: int = 64 * 1024 * 1024, index_dir: Path | None = None
+) -> ReadResult:
+    """Read every supported file under ``seeds_dir`` (recursively), sorted by path. Each
+    warning is also logged, as it is met. ``index_dir``: refused when inside the seeds folder."""
+    root = seeds_root(seeds_dir, index_dir)
     result = ReadResult()
     for path in walk(root, result.warnings):
         doc, warnings = read_entry(root, path, max_file_bytes)
@@ -88,7 +112,7 @@ def read_entry(root: Path, path: Path, max_file_bytes: int) -> tuple[Document | 
     try:
         size = path.stat().st_size
         if size > max_file_bytes:
-            raise _Skip(f"larger than the {max_file_bytes // (1024 * 1024)} MB limit")
+            raise _Skip(f"larger than the {_size(max_file_bytes)} limit (max_file_bytes)")
         notes: list[str] = []
         doc = read_file(path, doc_id, notes, max_chars=max_file_bytes)
     except _Skip as why:
@@ -101,7 +125,12 @@ def read_entry(root: Path, path: Path, max_file_bytes: int) -> tuple[Document | 
 def walk(root: Path, warnings: list[str]) -> Iterable[Path]:
     """Yield supported files under root (sorted by path), refusing links that lead outside it;
     a file left out gets a warning in ``warnings``."""
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+
+    def unreadable(exc: OSError) -> None:
+        rel = Path(exc.filename).relative_to(root).as_posix() if exc.filename else "?"
+        warnings.append(f"skipped the folder {rel}/: cannot read it ({exc.strerror or exc})")
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith("."):
@@ -128,6 +157,14 @@ def walk(root: Path, warnings: list[str]) -> Iterable[Path]:
 
 class _Skip(Exception):
     pass
+
+
+def _size(n: int) -> str:
+    """A byte count as people read it: 600 bytes, 1.5 MB, 64 MB."""
+    if n < 1024 * 1024:
+        return f"{n:,} bytes"
+    mb = n / (1024 * 1024)
+    return f"{mb:.0f} MB" if mb == int(mb) else f"{mb:.1f} MB"
 
 
 @dataclass(frozen=True)
@@ -166,6 +203,11 @@ def read_file(
 
 
 def _decode(raw: bytes) -> str:
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 with its byte order mark
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise _Skip(f"not valid UTF-16 (byte {exc.start}); re-save it as UTF-8") from None
     if b"\x00" in raw[:8192]:
         raise _Skip("looks binary (contains NUL bytes)")
     try:

@@ -18,6 +18,7 @@ import anyio
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -119,7 +120,7 @@ class SearchRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     question: Text = Field(description="The query, in plain text.")
-    k: StrictInt = Field(default=5, ge=1, le=50, description="How many passages to return.")
+    k: StrictInt = Field(default=5, ge=1, le=100, description="How many passages to return.")
 
 
 class SearchResponse(BaseModel):
@@ -254,16 +255,41 @@ def create_router(
             questions asked meanwhile are answered from the old index, never a half-built one."""
             return ReloadResponse(**reload())
 
+    # Last: every other /api path, or a known one with another method, gets the API's own
+    # {"error", "detail"} body, not the chat UI's (mounted at /) bare 404.
+    @router.api_route("/{path:path}", methods=_METHODS, include_in_schema=False)
+    def unknown(request: Request, path: str) -> JSONResponse:
+        routes: dict[str, set[str]] = {}
+        for r in router.routes:
+            if isinstance(r, APIRoute) and "{" not in r.path:
+                routes.setdefault(r.path, set()).update((r.methods or set()) - {"HEAD"})
+        allowed = sorted(routes.get(request.url.path, ()))
+        if allowed:
+            return JSONResponse(
+                {"error": "MethodNotAllowed", "detail": f"{request.url.path} takes {' or '.join(allowed)}"},
+                status_code=405,
+                headers={"Allow": ", ".join(allowed)},
+            )
+        detail = f"no such API endpoint: {request.url.path} (there are {', '.join(sorted(routes))})"
+        return JSONResponse({"error": "NotFound", "detail": detail}, status_code=404)
+
     return router
+
+
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
     """A one-line message for a pydantic error list; 400 for unparsable JSON, else 422."""
     parts = []
     status = 422
-    for err in exc.errors():
+    errors = exc.errors()
+    for err in errors:
         kind = err.get("type", "")
-        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        if kind == "string_type" and isinstance(err.get("input"), dict) and len(errors) > 1:
+            continue  # a message given where text may also go: its own errors say what is wrong
+        # leave out pydantic's names for a union's branches ("function-after[...]", "Message")
+        loc = [str(p) for p in err.get("loc", ()) if p != "body" and not _branch(p)]
         where = ".".join(loc) or "body"
         if kind == "json_invalid":
             status = 400
@@ -280,6 +306,17 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
     return status, "; ".join(dict.fromkeys(parts))
 
 
+def _branch(part: object) -> bool:
+    return isinstance(part, str) and ("[" in part or part[:1].isupper())
+
+
+def _not_json(request: Request, exc: RequestValidationError) -> bool:
+    """The body was sent as something other than JSON (curl's default form type, text/plain)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    whole_body = any(tuple(e.get("loc", ())) == ("body",) for e in exc.errors())
+    return whole_body and bool(kind) and kind != "application/json" and not kind.endswith("+json")
+
+
 _UNPARSABLE = "There was an error parsing the body"
 
 
@@ -292,6 +329,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if _not_json(request, exc):
+            detail = "send the body as JSON, with the header Content-Type: application/json"
+            return JSONResponse({"error": "UnsupportedMediaType", "detail": detail}, status_code=415)
         status, message = _validation_message(exc)
         name = "InvalidJSON" if status == 400 else "ValidationError"
         return JSONResponse({"error": name, "detail": message}, status_code=status)

@@ -571,9 +571,7 @@ def _serve(settings: Settings, sock: socket.socket) -> None:
             "make it a writable folder, or choose another with --index (QA_INDEX_DIR)"
         ) from None
     report = engine.last_build
-    if report is not None:
-        for warning in report.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
+    if report is not None:  # the skipped files were logged as they were read
         print(describe(dataclasses.asdict(report)), file=sys.stderr)
     engine.warm_up()  # the models load lazily: not on the first user's question
     reloader = Reloader(engine)

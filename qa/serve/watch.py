@@ -50,13 +50,13 @@ def refresh(qa: QA) -> tuple[BuildReport, bool]:
     """
     settings = qa.settings
     try:
-        result = sources.read_folder(settings.seeds_dir, settings.max_file_bytes)
+        result = sources.read_folder(settings.seeds_dir, settings.max_file_bytes, settings.index_dir)
     except SourceError as exc:
         raise ReloadError(f"{exc}; the current index stays live") from None
     if not result.documents:
         raise ReloadError(
             f"no usable documents in {settings.seeds_dir}; the current index stays live: "
-            "add .txt, .md, .html or .pdf files, then reload"
+            f"{sources.ADD_FILES}, then reload"
         )
     try:
         report = index_mod.build(

@@ -249,11 +249,8 @@ def build(settings: Settings, progress: Callable[[int, int], None] | None = None
     ``progress(done, total)`` is called as the workers' chunks are embedded.
     """
     t0 = time.perf_counter()
-    root = Path(settings.seeds_dir)
-    if not root.is_dir():
-        raise SourceError(f"seeds folder {root} does not exist: create it and put documents in it")
-    root = root.resolve()
     index_dir = Path(settings.index_dir)
+    root = sources.seeds_root(settings.seeds_dir, index_dir)
     names: list[str] = []
     listing_warnings: list[str] = []
     marks: list[int] = []  # listing warnings written before each file, to keep a local build's order
@@ -274,7 +271,8 @@ def build(settings: Settings, progress: Callable[[int, int], None] | None = None
             if not documents:
                 detail = f" ({'; '.join(warnings[:3])})" if warnings else ""
                 raise SourceError(
-                    f"no usable documents in {settings.seeds_dir}{detail}: add documents, then run `qa build`"
+                    f"no usable documents in {settings.seeds_dir}{detail}: {sources.ADD_FILES}, "
+                    "then run `qa build`"
                 )
             chunked = {r.document.doc_id: r.chunks for r in reads if r.document and r.chunks is not None}
             report = index_mod.build(

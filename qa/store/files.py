@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from qa.errors import BuildLockedError, IndexCorruptError, IndexMissingError
+from qa.errors import BuildLockedError, ConfigError, IndexCorruptError, IndexMissingError
 
 POINTER = "CURRENT"
 LOCK = ".lock"
@@ -134,9 +134,17 @@ def clean_stale(index_dir: Path) -> None:
 
 @contextlib.contextmanager
 def build_lock(index_dir: Path) -> Iterator[None]:
-    """Hold the index's build lock; BuildLockedError when another build holds it."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(index_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    """Hold the index's build lock; BuildLockedError when another build holds it, ConfigError
+    when ``index_dir`` cannot be a writable folder (a file, or not ours to write)."""
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(index_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        where = exc.filename or index_dir
+        raise ConfigError(
+            f"cannot build the index in {index_dir} ({where}: {exc.strerror or exc}); make it a "
+            "writable folder, or choose another with --index (QA_INDEX_DIR)"
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -589,14 +589,24 @@ def _check_files(gen: Path, manifest: dict[str, Any]) -> None:
         path = gen / name
         try:
             size = path.stat().st_size
+            damaged = (
+                size == meta["bytes"]
+                and size <= HASH_CHECK_LIMIT
+                and (store.sha256_file(path) != meta["sha256"])
+            )
         except FileNotFoundError:
             raise IndexCorruptError(f"index file {path} is missing: run `qa build` to rebuild") from None
+        except OSError as exc:
+            raise IndexCorruptError(
+                f"cannot read index file {path} ({exc.strerror or exc}): let this user read the "
+                "index folder, or run `qa build`"
+            ) from None
         if size != meta["bytes"]:
             raise IndexCorruptError(
                 f"index file {path} is truncated or damaged ({size} bytes, expected "
                 f"{meta['bytes']}): run `qa build` to rebuild it"
             )
-        if size <= HASH_CHECK_LIMIT and store.sha256_file(path) != meta["sha256"]:
+        if damaged:
             raise IndexCorruptError(
                 f"index file {path} is damaged (checksum mismatch): run `qa build` to rebuild it"
             )
