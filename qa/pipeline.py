@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from qa.answer.conversation import Resolved, parse_history, resolve
+from qa.answer.conversation import Resolved, focus, parse_history, resolve
 from qa.answer.reader import Reader, Reading, make_reader
 from qa.answer.retrieval import fuse, retrieve
 from qa.config import Settings
@@ -165,7 +165,7 @@ class QA:
         hits, qvec, _ = self._search(data, resolved.query, k, timings)
         t1 = time.perf_counter()
         keep = resolved.keep if resolved.avoid else None
-        reading = self.reader.read(resolved.question, hits, data.documents, qvec, keep=keep)
+        reading = self.reader.read(focus(resolved.question), hits, data.documents, qvec, keep=keep)
         timings["reader"] = time.perf_counter() - t1
         timings["total"] = time.perf_counter() - t0
         found = reading.citation is not None and reading.confidence >= self.settings.min_confidence

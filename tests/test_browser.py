@@ -194,6 +194,26 @@ def test_dark_scheme(browser: WebDriver, server: LiveServer) -> None:
     _shot(browser, "09_chat_dark.png")
 
 
+def test_a_phone_sees_the_question_box_and_never_scrolls_sideways(
+    browser: WebDriver, server: LiveServer
+) -> None:
+    metrics = {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    try:
+        _open_chat(browser, server.url + "/")
+        box = browser.find_element(By.CSS_SELECTOR, "#qa-input textarea")
+        assert box.rect["y"] + box.rect["height"] <= 844  # no scrolling to find where to ask
+        header = browser.find_element(By.CSS_SELECTOR, "#qa-header h1")
+        assert header.rect["width"] > 200  # the title is not squeezed into a narrow column
+        # a long unbroken token (a URL) in the conversation wraps
+        _ask(browser, "Is https://support.acme.example/tickets/new?queue=hardware-and-software-requests up?")
+        widths = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+        assert widths[0] <= widths[1], widths
+        _shot(browser, "05_phone.png")
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
 def test_follow_up_uses_the_conversation_like_the_api(browser: WebDriver, server: LiveServer) -> None:
     _open_chat(browser, server.url + "/")
     first, _ = SEED_QA[1]
@@ -225,6 +245,31 @@ def test_feedback_is_recorded(browser: WebDriver, server: LiveServer) -> None:
     entry = json.loads(log.read_text().splitlines()[-1])
     assert entry["rating"] == "helpful" and entry["channel"] == "ui"
     assert entry["question"] == SEED_QA[0][0] and entry["found"] is True
+    # clicked again, the thumb is taken back: logged as withdrawn, not as "not helpful"
+    for label, rating in (("Liked", "withdrawn"), ("Dislike", "not_helpful")):
+        lines = log.read_text().count("\n")
+        browser.find_elements(By.CSS_SELECTOR, f"#qa-chat button[aria-label='{label}']")[-1].click()
+        wait_for(lambda n=lines: log.read_text().count("\n") > n, 20)
+        assert json.loads(log.read_text().splitlines()[-1])["rating"] == rating
+    toast = "Thanks, your feedback was recorded."
+    wait_for(lambda: toast in browser.find_element(By.TAG_NAME, "body").text, 10)
+
+
+def test_a_question_over_the_limit_stays_in_the_box(browser: WebDriver, server: LiveServer) -> None:
+    _open_chat(browser, server.url + "/")
+    limit = server.settings.max_question_chars
+    box = browser.find_element(By.CSS_SELECTOR, "#qa-input textarea")
+    question = "why " * (limit // 4) + "really?"
+    browser.execute_script(  # typing 2,000 keys one by one would take a while
+        "const b = arguments[0]; b.value = arguments[1];"
+        "b.dispatchEvent(new Event('input', {bubbles: true}));",
+        box, question,
+    )  # fmt: skip
+    box.send_keys(Keys.ENTER)
+    toast = f"the question is too long ({len(question)} characters; the limit is {limit})"
+    wait_for(lambda: toast in browser.find_element(By.TAG_NAME, "body").text, 20)
+    assert box.get_attribute("value").endswith("why really?")  # kept, to be shortened
+    assert not browser.find_elements(By.CSS_SELECTOR, ".qa-answer")
 
 
 def test_html_in_a_seed_is_shown_as_text(browser: WebDriver, server: LiveServer) -> None:
@@ -274,6 +319,26 @@ def test_widget_on_an_allowed_intranet_page(
     _shot(browser, "07_intranet_widget_answer.png")
     external = _external(_requested_urls(browser), server.url, intranet.origin)
     assert external == set(), f"requests left the machine: {sorted(external)}"
+
+
+def test_the_widget_on_a_phone_fills_the_screen_and_its_launcher_steps_aside(
+    browser: WebDriver, server: LiveServer, intranet: StaticSite
+) -> None:
+    metrics = {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    try:
+        browser.get(f"{intranet.origin}/intranet.html")
+        host = wait_for(lambda: browser.find_elements(By.ID, "qa-widget"), 20)[0]
+        launcher = host.shadow_root.find_element(By.CSS_SELECTOR, ".qa-w-launcher")
+        launcher.click()
+        panel = host.shadow_root.find_element(By.CSS_SELECTOR, ".qa-w-panel")
+        wait_for(lambda: panel.is_displayed(), 10)
+        assert panel.rect["width"] == 390
+        assert not launcher.is_displayed()  # it would cover the chat's Ask button
+        host.shadow_root.find_element(By.CSS_SELECTOR, ".qa-w-close").click()
+        wait_for(lambda: launcher.is_displayed() and not panel.is_displayed(), 10)
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
 def test_widget_refused_on_an_unlisted_origin(

@@ -22,6 +22,7 @@ from qa.answer.conversation import (
     STANDALONE,
     Message,
     Resolved,
+    focus,
     parse_history,
     resolve,
 )
@@ -340,3 +341,34 @@ def test_follow_up_accuracy_stays_above_its_floor(tmp_path: Path, name: str) -> 
     follow_up, first = FLOORS[name]
     assert report.summary["follow-up"]["accuracy"] >= follow_up, chat_eval.render_markdown(report)
     assert report.summary["first"]["accuracy"] >= first, chat_eval.render_markdown(report)
+
+
+@pytest.mark.parametrize(
+    ("question", "asked"),
+    [
+        ("I'm preparing a briefing for my team about the war and the latest decisions, and I would "
+         "like to know, based on the article, which missile system Ukraine will deploy?",
+         "which missile system Ukraine will deploy?"),
+        ("My manager asked me to find out how much security assistance the United States has "
+         "provided so far", "how much security assistance the United States has provided so far"),
+        ("Could you please tell me, for the report we are writing this week, when the policy "
+         "takes effect for new staff?", "when the policy takes effect for new staff?"),
+    ],
+)  # fmt: skip
+def test_a_wordy_request_is_read_as_the_question_it_asks(question: str, asked: str) -> None:
+    assert focus(question) == asked
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Which missile system will Ukraine deploy?",  # short
+        # a long question of its own: its inner question words stay
+        "In what year did the university, which was founded by monks who came from the north, "
+        "open its first medical school?",
+        "What did the company that I read about in the article say about where its new office is?",
+        "Please summarise the policy for me in a few words so I can share it with the team today",
+    ],
+)
+def test_other_questions_are_read_as_they_are(question: str) -> None:
+    assert focus(question) == question

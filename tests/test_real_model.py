@@ -28,6 +28,12 @@ def qa(tmp_path_factory: pytest.TempPathFactory) -> QA:
         ("How much security assistance has the United States provided to Ukraine?", "$56.2 billion"),
         ("Whose troops is Russia reportedly deploying?", "North Korean"),
         ("Which Ukrainian leader encouraged deeper strikes inside Russia?", "Zelensky"),
+        (  # a wordy request: the reader reads the question it asks (qa.answer.conversation.focus)
+            "I'm preparing a briefing for my team about the war and the latest decisions by the US "
+            "administration, and I would like to know, based on the article, which missile system "
+            "Ukraine is expected to deploy for these deeper strikes into Russian territory?",
+            "Army Tactical Missile System",
+        ),
     ],
 )
 def test_article_questions_are_answered_with_exact_citations(qa: QA, question: str, fact: str) -> None:

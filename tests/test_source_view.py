@@ -291,18 +291,24 @@ def test_a_change_after_the_quote_keeps_the_highlight_and_says_so(small: tuple[L
     assert "A new line at the end." in _shown_text(page)  # the current text, not the cited one
 
 
-def test_a_change_that_moves_the_quote_highlights_nothing_and_says_so(small: tuple[LiveServer, Path]) -> None:
+def test_a_change_that_moves_the_quote_finds_it_again_and_says_so(small: tuple[LiveServer, Path]) -> None:
     server, seeds = small
     with httpx.Client(base_url=server.url, timeout=60) as http:
         c = _cite(http, "What is the badge colour?")
-        (seeds / "memo.txt").write_text(
-            "Memo\n\nNew first paragraph.\n\nThe badge colour is teal.\n\nReturn badges.\n", encoding="utf-8"
-        )
+        text = "Memo\n\nNew first paragraph.\n\nThe badge colour is teal.\n\nReturn badges.\n"
+        (seeds / "memo.txt").write_text(text, encoding="utf-8")
         _reload(http)
         page = http.get(_path(c)).text
-    assert _marked(page) is None  # not the characters now at the old offsets
+        moved = text.index(c.quote)
+        assert _marked(page) == c.quote  # the quote itself, at its new place
+        assert f"the quoted text moved to characters {moved}–{moved + len(c.quote)}" in page
+        assert "New first paragraph." in _shown_text(page)
+        # edited away, it is not found: nothing is marked (not the characters at the old offsets)
+        (seeds / "memo.txt").write_text(text.replace("teal", "green"), encoding="utf-8")
+        _reload(http)
+        page = http.get(_path(c)).text
+    assert _marked(page) is None
     assert f"the quoted text is no longer at characters {c.start}–{c.end}" in page
-    assert "New first paragraph." in _shown_text(page)
 
 
 def test_a_deleted_document_says_so(small: tuple[LiveServer, Path]) -> None:

@@ -111,3 +111,17 @@ def test_passages_far_behind_the_best_are_not_read() -> None:
     assert seen[-1] == TEXTS[:1] and reading.citation is not None and reading.citation.quote == "1920"
     # top_cosine still looks at every hit the reader could read, read or not
     assert reading.features["top_cosine"] == 0.5
+
+
+def test_a_whole_heading_is_never_a_candidate_but_a_part_of_one_may_be() -> None:
+    from qa.answer.reader import whole_heading
+
+    # the third passage's span is its whole first line, "Heading line": a title, not an answer
+    spans = [("1920", 5.0, 1.0), ("1310", 6.0, 1.5), ("Heading line", 9.0, 0.0)]
+    reader, hits, docs = setup(spans, Calibration())
+    reading = reader.read("What is the heading?", hits, docs, np.zeros(3))
+    assert [c.hit.chunk.doc_id for c in reading.candidates] == ["d0.txt", "d1.txt"]
+    text = "# Remote Work Policy v3.2\n## Scope\nIt covers everyone."
+    assert whole_heading(text, text.index("Scope"), text.index("Scope") + 5)
+    assert not whole_heading(text, text.index("v3.2"), text.index("v3.2") + 4)  # a part of a title
+    assert not whole_heading(text, text.index("everyone"), text.index("everyone") + 8)

@@ -495,3 +495,31 @@ def _resolve_one(question: str, prev: _Turn | None, known: Callable[[list[str]],
 def _sentence(words: list[str]) -> str:
     text = " ".join(words).rstrip("?.! ")
     return text[:1].upper() + text[1:] + "?"
+
+
+_ASKER = re.compile(r"\b(?:i|i'm|i'd|i've|me|my|we|we're|our|us|please)\b", re.IGNORECASE)
+_ASKS = re.compile(
+    r"(?:[,;:.!?]\s+|\b(?:know|wondering|wonder|tell me|ask|asking|find out|learn|understand|"
+    r"explain|confirm|check)\s+)(?=(?:which|what|who|whom|whose|when|where|why|how)\b)",
+    re.IGNORECASE,
+)
+_POLITE = re.compile(r"\s*(?:can|could|would|will)\s+you\b", re.IGNORECASE)
+#: Questions of fewer words are read as they are.
+FOCUS_WORDS = 16
+
+
+def focus(question: str) -> str:
+    """The question a wordy request asks, for the reader: "I'm preparing a briefing ..., and I
+    would like to know, based on the article, which missile system Ukraine will deploy?" ->
+    "which missile system Ukraine will deploy?". The reader learned from short questions and
+    reads the preamble as part of what is asked. Only a request in the first person (or with
+    "please") that does not itself open with a question word is cut, from the last question
+    word that follows a comma or a verb like "know"; retrieval still searches the whole text."""
+    words = question.split()
+    if len(words) < FOCUS_WORDS or not _ASKER.search(question):
+        return question
+    if words[0].lower().strip("\"'(") in _WH | _AUX and not _POLITE.match(question):
+        return question
+    starts = [m.end() for m in _ASKS.finditer(question)]
+    starts = [p for p in starts if len(question[p:].split()) >= 4]
+    return question[starts[-1] :] if starts else question

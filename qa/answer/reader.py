@@ -136,6 +136,14 @@ def is_heading(text: str) -> bool:
     )
 
 
+def whole_heading(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` is all of its line's words and that line is a heading."""
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    line = text[line_start : len(text) if line_end < 0 else line_end]
+    return is_heading(line) and line.strip().lstrip("#").strip() == text[start:end].strip()
+
+
 def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, x))))
 
@@ -282,6 +290,8 @@ class SpanModelReader:
             # An answer never runs across a line break: in plain text a line break ends a
             # heading, a list item or a paragraph, so such a span joins unrelated pieces.
             spans = [s for s in reading.spans if "\n" not in text[s.start : s.end]]
+            # Nor is it a whole heading ("Security Notice"): that names a topic, it answers nothing.
+            spans = [s for s in spans if not whole_heading(text, s.start, s.end)]
             if keep is not None:  # a follow-up's earlier answers: the passage's next best span
                 spans = [s for s in spans if keep(text[s.start : s.end])]
             if not spans:

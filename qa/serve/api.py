@@ -32,7 +32,7 @@ from pydantic import (
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qa.errors import QAError
-from qa.serve.feedback import FeedbackLog
+from qa.serve.feedback import FeedbackLog, Rating
 from qa.types import Answer, Document, Hit
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ class FeedbackRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     question: Text
-    rating: Literal["helpful", "not_helpful"]
+    rating: Rating
     answer: RatedAnswer | None = Field(
         default=None, description="The answer being rated, as returned by /api/ask."
     )

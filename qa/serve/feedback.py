@@ -24,8 +24,9 @@ from typing import Any, Literal
 from qa.errors import InputError, QAError
 from qa.types import Answer
 
-Rating = Literal["helpful", "not_helpful"]
-RATINGS: tuple[str, ...] = ("helpful", "not_helpful")
+#: "withdrawn": the user took their rating of that answer back (un-clicked the thumb).
+Rating = Literal["helpful", "not_helpful", "withdrawn"]
+RATINGS: tuple[str, ...] = ("helpful", "not_helpful", "withdrawn")
 _MAX_FIELD_CHARS = 4000
 _CITATION_KEYS = ("doc_id", "chunk_id", "start", "end")
 

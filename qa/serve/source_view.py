@@ -91,6 +91,24 @@ class View:
     notice: str = ""
 
 
+#: How far from its cited place a quote is looked for in a changed document (characters).
+MOVED_SEARCH_CHARS = 20_000
+
+
+def _find_moved(text: str, start: int, end: int, quote: str) -> int | None:
+    """Where the quote whose hash is ``quote`` now starts, the nearest to ``start`` within
+    MOVED_SEARCH_CHARS (an edit above it shifted it); None when it is not there."""
+    n = end - start
+    if n <= 0:
+        return None
+    last = len(text) - n
+    for d in range(MOVED_SEARCH_CHARS + 1):
+        for p in (start - d, start + d) if d else (start,):
+            if 0 <= p <= last and quote_hash(text[p : p + n]) == quote:
+                return p
+    return None
+
+
 def resolve(link: Link, doc: Document) -> View:
     """Where to mark the quote in the live ``doc``: the cited offsets when they hold the quote
     the link names (its ``q`` hash; a link without one marks nothing); else no mark and a
@@ -123,6 +141,14 @@ def resolve(link: Link, doc: Document) -> View:
             "same place and is highlighted."
         )
         return View(start, end, notice if link.version else "")
+    moved = _find_moved(doc.text, start, end, link.quote) if link.version and link.quote else None
+    if moved is not None:
+        return View(
+            moved,
+            moved + end - start,
+            "This document has changed since the answer was given; the quoted text moved to "
+            f"characters {moved}–{moved + end - start} and is highlighted there.",
+        )
     if link.version:
         return View(
             None,

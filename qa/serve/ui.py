@@ -67,6 +67,10 @@ def _user_html(text: str) -> str:
 
 #: One question per line; a dotfile, so the indexer never reads it as a document.
 EXAMPLES_FILE = ".examples.txt"
+#: What Gradio's thumbs send: True / "Like", False / "Dislike"; "" when one is clicked again.
+_RATING: dict[object, str] = {
+    True: "helpful", "Like": "helpful", False: "not_helpful", "Dislike": "not_helpful"
+}  # fmt: skip
 
 
 def example_questions(qa: Engine, limit: int = 4) -> list[str]:
@@ -131,8 +135,16 @@ def create_ui(
     log = feedback or FeedbackLog(qa.settings.feedback_log)
     questions = list(examples) if examples is not None else example_questions(qa)
 
+    def too_long(question: str | None) -> str:
+        """The warning for a question over the limit (as ``QA.ask`` words it), else ""."""
+        size, limit = len((question or "").strip()), qa.settings.max_question_chars
+        return f"the question is too long ({size} characters; the limit is {limit})" if size > limit else ""
+
     def add_question(question: str, chat: list[dict[str, Any]]) -> Any:
-        """Show the question at once; the answer follows in ``respond``."""
+        """Show the question at once; the answer follows in ``respond``. A question over the
+        length limit stays in the box, to be shortened, with the limit in a warning."""
+        if too_long(question):  # ``respond`` warns: a toast needs a queued event
+            return gr.skip(), gr.skip(), question
         question = " ".join((question or "").split())
         if not question:
             return gr.skip(), gr.skip(), ""
@@ -140,6 +152,9 @@ def create_ui(
 
     def respond(question: str, chat: list[dict[str, Any]], turns: list[dict[str, Any]]) -> Any:
         if not question:
+            return gr.skip(), gr.skip(), gr.skip()
+        if message := too_long(question):
+            gr.Warning(message)
             return gr.skip(), gr.skip(), gr.skip()
         try:
             answer = qa.ask(question, history=history_of(turns, qa.settings))
@@ -162,14 +177,14 @@ def create_ui(
         turn_no = int(index) // 2  # messages alternate user, assistant
         if evt.liked is None or not 0 <= turn_no < len(turns):
             return
-        rating = "helpful" if evt.liked is True or evt.liked == "Like" else "not_helpful"
+        rating = _RATING.get(evt.liked, "withdrawn")  # a thumb clicked again sends ""
         turn = turns[turn_no]
         try:
             log.record(rating, turn["question"], turn, channel="ui")
         except QAError as exc:
             gr.Warning(str(exc))
             return
-        gr.Info("Thanks, your feedback was recorded.")
+        gr.Info("Rating taken back." if rating == "withdrawn" else "Thanks, your feedback was recorded.")
 
     def clear() -> Any:
         return [], [], render.sources_html(None)
@@ -235,7 +250,7 @@ def create_ui(
         chat.example_select(pick_example, [chat], [chat, box, pending], queue=False, **private).then(
             respond, [pending, chat, turns], answer_out, show_progress="minimal", **private
         )
-        chat.like(rate, [turns], None, api_visibility="private", queue=False)
+        chat.like(rate, [turns], None, api_visibility="private")  # queued: its toast shows
         new.click(clear, None, answer_out, queue=False, **private)
         chat.clear(clear, None, answer_out, queue=False, **private)
         gr.api(ask_api, api_name="ask")
