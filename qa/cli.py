@@ -151,15 +151,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QAError as exc:
         print(f"qa: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except OSError as exc:  # the file system refused something no check above foresaw
-        where = f" ({exc.filename})" if exc.filename else ""
-        print(f"qa: error: {exc.strerror or exc}{where}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("qa: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # the reader of our output went away (``| head``)
         return 0
+    except OSError as exc:  # the file system refused something no check above foresaw
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"qa: error: {exc.strerror or exc or type(exc).__name__}{where}", file=sys.stderr)
+        return 1
 
 
 def _progress(quiet: bool) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:

@@ -85,6 +85,7 @@ def test_not_found_is_a_200_with_found_false(http: httpx.Client) -> None:
         ({"question": "x", "history": [3]}, 422, "history"),
         ({"question": "x", "extra": 1}, 422, "extra: unknown field"),
         ({"question": "x", "history": [3]}, 422, "history.0: Input should be a valid string"),
+        ({"question": "x", "Question": "y"}, 422, "Question: unknown field"),
         ({"question": "x" * 2001}, 400, "the question is too long"),
         ({"question": "x", "history": ["q"] * 41}, 400, "history is too long"),
         ({"question": "x", "history": ["y" * 1900] * 11}, 400, "history is too long"),
@@ -107,13 +108,14 @@ def test_bad_requests_get_4xx_with_a_message(
         (b'{"question": "x"', "application/json"),
         (b"\xff\xfe\x00", "application/json"),
         (b"question=x", "application/x-www-form-urlencoded"),
+        (b'{"question": "x"}', ""),
         (b"[1, 2]", "application/json"),
         (b'"just a string"', "application/json"),
     ],
 )
 def test_malformed_bodies_get_400_or_422_never_5xx(http: httpx.Client, content: bytes, ctype: str) -> None:
-    r = http.post("/api/ask", content=content, headers={"content-type": ctype})
-    if ctype != "application/json":  # a form, not JSON: says what to send
+    r = http.post("/api/ask", content=content, headers={"content-type": ctype} if ctype else {})
+    if ctype != "application/json":  # a form, or no type at all: says what to send
         assert r.status_code == 415 and "Content-Type: application/json" in r.json()["detail"], r.text
         return
     assert r.status_code in (400, 422), r.text
@@ -142,6 +144,9 @@ def test_wrong_method_and_unknown_route_are_json_4xx(http: httpx.Client) -> None
         assert r.status_code == 404 and r.json()["error"] == "NotFound", r.text
         assert f"no such API endpoint: {path}" in r.json()["detail"] and "/api/ask" in r.json()["detail"]
     assert http.get("/api/health").json() == {"status": "ok"}  # the catch-all comes last
+    assert http.head("/api/health").status_code == 200  # as load balancers check it
+    r = http.post("/api/search", json={"question": {"role": "user"}, "k": 0})
+    assert "question: Input should be a valid string" in r.json()["detail"] and "k:" in r.json()["detail"]
 
 
 def test_a_bad_history_turn_is_named_without_pydantic_internals(http: httpx.Client) -> None:

@@ -368,6 +368,11 @@ def test_a_wordy_request_is_read_as_the_question_it_asks(question: str, asked: s
         "open its first medical school?",
         "What did the company that I read about in the article say about where its new office is?",
         "Please summarise the policy for me in a few words so I can share it with the team today",
+        # a comma before a relative clause, a country, a numeral: no request to cut
+        "Please give me the name of the manager of our Berlin office, who was hired in March, and her title?",
+        "I'm reading the report on the Paris office, which opened in 2019, and I want the name of its head?",
+        "In the US, what kind of tuner is needed to receive the broadcasts of the new digital stations?",
+        "After the end of World War I and the collapse of the empire, which new states were formed then?",
     ],
 )
 def test_other_questions_are_read_as_they_are(question: str) -> None:

@@ -136,5 +136,17 @@ def test_the_sentence_reader_quotes_the_text_under_a_heading(tmp_path: Path, fak
     assert answer.citations[0].quote == "Each employee may claim €1,200 a year for equipment."
     for heading in ("## Hours", "Equipment allowance", "Remote Work Policy"):
         assert is_heading(heading)
-    for text in ("- laptop and screen", "Team | Hires", "Version 3.2", "It rained.", "Was it?"):
+    for text in (
+        "- laptop and screen",
+        "Team | Hires",
+        "Version 3.2",
+        "It rained.",
+        "Was it?",
+        "Its motto was “Never again.”",
+        "He waited and waited…",
+        "*Approved.*",
+        "これは何ですか？",
+    ):
         assert not is_heading(text)
+    # a short line that answers the line before it is no title
+    assert not is_heading("Jane Smith", "Contact:\n") and not is_heading("The head", "Who approves?\n")

@@ -186,6 +186,27 @@ def test_a_link_with_the_version_but_no_quote_hash_highlights_nothing(http: http
     assert _shown_text(r.text) == engine.document(c.doc_id).text
 
 
+def test_a_crafted_link_buys_little_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    hashed: list[int] = []
+
+    def counting(quote: str) -> str:
+        hashed.append(len(quote))
+        return quote_hash(quote)
+
+    monkeypatch.setattr(source_view, "quote_hash", counting)
+    text = "x" * 1_000_000
+    for start, end in ((500_000, 500_080), (25_000, 525_000), (0, 1_000_000), (10, 2_000_000)):
+        hashed.clear()
+        assert source_view._find_moved(text, start, end, "deadbeef0000") is None
+        # the characters hashed are bounded by the budget, whatever length the link names
+        assert sum(hashed) <= source_view.MOVED_SEARCH_BUDGET + (end - start)
+    hashed.clear()
+    moved = "y" * 499_990 + "The badge colour is teal." + "y" * 500_000
+    start = 500_000  # cited there, now 10 characters earlier
+    found = source_view._find_moved(moved, start, start + 25, quote_hash("The badge colour is teal."))
+    assert found == 499_990 and len(hashed) == 20  # the nearest offsets are tried first
+
+
 def test_resolve_marks_only_a_quote_its_hash_names() -> None:
     text = "Memo\n\nThe badge colour is teal.\n"
     doc = Document("memo.txt", "Memo", text, "ab" * 32)

@@ -83,6 +83,8 @@ def test_an_index_inside_the_seeds_folder_is_refused(sample_seeds: Path) -> None
         with pytest.raises(SourceError, match="inside the seeds folder"):
             read_folder(sample_seeds, index_dir=index)
     assert len(read_folder(sample_seeds, index_dir=sample_seeds.parent / "index").documents) == 3
+    # a hidden folder is never read as documents: an index there is left alone
+    assert len(read_folder(sample_seeds, index_dir=sample_seeds / ".index").documents) == 3
 
 
 def test_unreadable_folders_are_named(sample_seeds: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,12 +104,20 @@ def test_unreadable_folders_are_named(sample_seeds: Path, monkeypatch: pytest.Mo
     refused.add(sample_seeds.resolve())
     with pytest.raises(SourceError, match=r"cannot read the seeds folder .*Permission denied"):
         read_folder(sample_seeds)
+    monkeypatch.setattr(
+        Path, "exists", lambda self: (_ for _ in ()).throw(PermissionError(13, "Permission denied"))
+    )
+    with pytest.raises(SourceError, match=r"cannot read the seeds folder .*Permission denied"):
+        read_folder(sample_seeds)  # a parent folder this user may not search
 
 
 def test_utf16_files_are_read_and_the_size_limit_is_in_readable_units(sample_seeds: Path) -> None:
     (sample_seeds / "wide.txt").write_bytes("Le café ouvre à 8 heures.".encode("utf-16"))
+    (sample_seeds / "wider.txt").write_bytes("Das Café öffnet um 8 Uhr.".encode("utf-32"))
     (sample_seeds / "big.txt").write_text("word " * 200)
     result = read_folder(sample_seeds, max_file_bytes=600)
     docs = {d.doc_id: d.text for d in result.documents}
-    assert docs["wide.txt"] == "Le café ouvre à 8 heures."
+    assert (
+        docs["wide.txt"] == "Le café ouvre à 8 heures." and docs["wider.txt"] == "Das Café öffnet um 8 Uhr."
+    )
     assert result.warnings == ["skipped big.txt: larger than the 600 bytes limit (max_file_bytes)"]

@@ -125,3 +125,6 @@ def test_a_whole_heading_is_never_a_candidate_but_a_part_of_one_may_be() -> None
     assert whole_heading(text, text.index("Scope"), text.index("Scope") + 5)
     assert not whole_heading(text, text.index("v3.2"), text.index("v3.2") + 4)  # a part of a title
     assert not whole_heading(text, text.index("everyone"), text.index("everyone") + 8)
+    assert whole_heading(text, 0, text.index("\n"))  # the hashes quoted too
+    faq = "Who approves travel?\nThe department head\n"
+    assert not whole_heading(faq, faq.index("The"), len(faq) - 1)  # an answer on its own line

@@ -497,29 +497,43 @@ def _sentence(words: list[str]) -> str:
     return text[:1].upper() + text[1:] + "?"
 
 
-_ASKER = re.compile(r"\b(?:i|i'm|i'd|i've|me|my|we|we're|our|us|please)\b", re.IGNORECASE)
-_ASKS = re.compile(
-    r"(?:[,;:.!?]\s+|\b(?:know|wondering|wonder|tell me|ask|asking|find out|learn|understand|"
-    r"explain|confirm|check)\s+)(?=(?:which|what|who|whom|whose|when|where|why|how)\b)",
-    re.IGNORECASE,
+#: The asker speaking of themselves (case matters: "US" is a country).
+_ASKER = re.compile(r"\b(?:I|I'm|I'd|I've|me|my|we|our|us|[Pp]lease)\b")
+#: A verb that asks for what follows it: "... I would like to know which ...".
+_REQUEST = re.compile(
+    r"\b(?:know|wondering|wonder|tell me|find out|learn|understand|explain|confirm|check)\b", re.IGNORECASE
 )
+_WH_WORD = re.compile(r"\b(?:which|what|who|whom|whose|when|where|why|how)\b", re.IGNORECASE)
 _POLITE = re.compile(r"\s*(?:can|could|would|will)\s+you\b", re.IGNORECASE)
 #: Questions of fewer words are read as they are.
 FOCUS_WORDS = 16
+#: At most this many words between the asking verb and the question word ("know, based on
+#: the article, which ..."): further on, a comma and "which" more likely open a relative clause.
+FOCUS_GAP_WORDS = 8
 
 
 def focus(question: str) -> str:
     """The question a wordy request asks, for the reader: "I'm preparing a briefing ..., and I
     would like to know, based on the article, which missile system Ukraine will deploy?" ->
     "which missile system Ukraine will deploy?". The reader learned from short questions and
-    reads the preamble as part of what is asked. Only a request in the first person (or with
-    "please") that does not itself open with a question word is cut, from the last question
-    word that follows a comma or a verb like "know"; retrieval still searches the whole text."""
+    reads the preamble as part of what is asked. Only a request that speaks in the first
+    person (or says please), asks with a verb like "know", and does not itself open with a
+    question word is cut: at the last question word that follows that verb, directly or after
+    a comma within a few words; retrieval still searches the whole text."""
     words = question.split()
-    if len(words) < FOCUS_WORDS or not _ASKER.search(question):
+    if len(words) < FOCUS_WORDS:
         return question
     if words[0].lower().strip("\"'(") in _WH | _AUX and not _POLITE.match(question):
         return question
-    starts = [m.end() for m in _ASKS.finditer(question)]
-    starts = [p for p in starts if len(question[p:].split()) >= 4]
-    return question[starts[-1] :] if starts else question
+    cut = None
+    for wh in _WH_WORD.finditer(question):
+        before = question[: wh.start()]
+        asks = list(_REQUEST.finditer(before))
+        if not asks or not _ASKER.search(before) or len(question[wh.start() :].split()) < 4:
+            continue
+        gap = before[asks[-1].end() :]
+        if not gap.strip() or (
+            gap.rstrip().endswith(",") and len(re.findall(r"\w+", gap)) <= FOCUS_GAP_WORDS
+        ):
+            cut = wh.start()
+    return question[cut:] if cut is not None else question

@@ -118,19 +118,26 @@ def make_citation(doc: Document, hit: Hit, start: int, end: int, score: float) -
 
 
 _LIST_ITEM = re.compile(r"(?:[-*+\u2022]|\d+[.)]|[a-z][.)])\s")
+#: What may close a line after its last word: quotes, brackets, Markdown emphasis.
+_CLOSERS = "\"'\u201d\u2019)]*_ "
+#: A line ending in one of these is a sentence (or asks or introduces one), not a title.
+_ENDS = (".", "!", "?", ":", ";", ",", "\u2026", "\u3002", "\uff1f", "\uff01", "\uff1a")
 
 
-def is_heading(text: str) -> bool:
+def is_heading(text: str, before: str = "") -> bool:
     """A Markdown heading ("## Travel"), or a short line with no digits that ends without
     punctuation and is no list item or table row ("Equipment allowance"): a title, not an
-    answer."""
+    answer. ``before``: the text before it; a line that follows a question or a colon
+    ("Contact:\nJane Smith") answers it, whatever its shape."""
     line = text.strip()
     if line.startswith("#"):
         return True
+    if before.rstrip().endswith(("?", ":", "\uff1f", "\uff1a")):
+        return False
     return (
         "\n" not in line
         and len(line.split()) <= 6
-        and not line.endswith((".", "!", "?", ":", ";", ",", ")", '"'))
+        and not line.rstrip(_CLOSERS).endswith(_ENDS)
         and not _LIST_ITEM.match(line)
         and not any(c.isdigit() or c == "|" for c in line)
     )
@@ -141,7 +148,14 @@ def whole_heading(text: str, start: int, end: int) -> bool:
     line_start = text.rfind("\n", 0, start) + 1
     line_end = text.find("\n", end)
     line = text[line_start : len(text) if line_end < 0 else line_end]
-    return is_heading(line) and line.strip().lstrip("#").strip() == text[start:end].strip()
+    words = text[start:end].strip().lstrip("#").strip()
+    return is_heading(line, text[:line_start]) and line.strip().lstrip("#").strip() == words
+
+
+def _heading_candidate(candidate: tuple[Hit, int, int], text: str, documents: dict[str, Document]) -> bool:
+    hit, start, _ = candidate
+    doc = documents[hit.chunk.doc_id].text
+    return is_heading(text, doc[max(0, start - 200) : start])
 
 
 def _sigmoid(x: float) -> float:
@@ -180,7 +194,7 @@ class SentenceReader:
         texts = [documents[h.chunk.doc_id].text[s:e] for h, s, e in candidates]
         kept = [i for i, t in enumerate(texts) if keep is None or keep(t)]
         # A heading shares the question's words but answers nothing: quote the text under it.
-        kept = [i for i in kept if not is_heading(texts[i])] or kept
+        kept = [i for i in kept if not _heading_candidate(candidates[i], texts[i], documents)] or kept
         candidates, texts = [candidates[i] for i in kept], [texts[i] for i in kept]
         if not candidates:
             return Reading(None, list(hits), 0.0)

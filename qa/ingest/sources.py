@@ -70,17 +70,19 @@ def seeds_root(seeds_dir: Path, index_dir: Path | None = None) -> Path:
     or holds the index folder (whose files would be read as documents, and a live update
     would rebuild on every build's own writes)."""
     root = Path(seeds_dir)
-    if not root.exists():
-        raise SourceError(f"seeds folder {root} does not exist: create it and {ADD_FILES} to it")
-    if not root.is_dir():
-        raise SourceError(f"seeds folder {root} is a file, not a folder: name the folder that holds it")
     try:
+        if not root.exists():
+            raise SourceError(f"seeds folder {root} does not exist: create it and {ADD_FILES} to it")
+        if not root.is_dir():
+            raise SourceError(f"seeds folder {root} is a file, not a folder: name the folder that holds it")
         with os.scandir(root):
             pass
+        root = root.resolve()
     except OSError as exc:
         raise SourceError(f"cannot read the seeds folder {root} ({exc.strerror or exc})") from None
-    root = root.resolve()
-    if index_dir is not None and Path(index_dir).resolve().is_relative_to(root):
+    inside = _inside(Path(index_dir).resolve(), root) if index_dir is not None else None
+    if inside is not None and not any(part.startswith(".") for part in inside.parts):
+        # (a hidden folder is never read as documents: an index there is left alone)
         raise SourceError(
             f"the index folder {index_dir} is inside the seeds folder {seeds_dir}: its files would "
             "be read as documents; choose an index folder outside it (--index, QA_INDEX_DIR)"
@@ -88,11 +90,17 @@ def seeds_root(seeds_dir: Path, index_dir: Path | None = None) -> Path:
     return root
 
 
+def _inside(path: Path, root: Path) -> Path | None:
+    """``path`` relative to ``root`` when it is ``root`` or lies under it, else None."""
+    return path.relative_to(root) if path.is_relative_to(root) else None
+
+
 def read_folder(
     seeds_dir: Path, max_file_bytes: int = 64 * 1024 * 1024, index_dir: Path | None = None
 ) -> ReadResult:
     """Read every supported file under ``seeds_dir`` (recursively), sorted by path. Each
-    warning is also logged, as it is met. ``index_dir``: refused when inside the seeds folder."""
+    warning is also logged, once all are read. ``index_dir``: refused when inside the seeds
+    folder (unless in a hidden folder there, which is never read)."""
     root = seeds_root(seeds_dir, index_dir)
     result = ReadResult()
     for path in walk(root, result.warnings):
@@ -203,6 +211,11 @@ def read_file(
 
 
 def _decode(raw: bytes) -> str:
+    if raw.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):  # UTF-32 with its byte order mark
+        try:
+            return raw.decode("utf-32")
+        except UnicodeDecodeError as exc:
+            raise _Skip(f"not valid UTF-32 (byte {exc.start}); re-save it as UTF-8") from None
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 with its byte order mark
         try:
             return raw.decode("utf-16")

@@ -238,6 +238,7 @@ def create_router(
         return qa.info()
 
     # On the event loop, not in a worker thread: it answers even when every worker is busy.
+    @router.head("/health", include_in_schema=False)  # as load balancers and `curl -I` check it
     @router.get("/health", response_model=Health, summary="Liveness (never needs the token)")
     async def health() -> Health:
         return Health(status="ok")
@@ -276,20 +277,26 @@ def create_router(
     return router
 
 
-_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
     """A one-line message for a pydantic error list; 400 for unparsable JSON, else 422."""
     parts = []
     status = 422
-    errors = exc.errors()
-    for err in errors:
+    # leave out pydantic's names for a union's branches ("function-after[...]", "Message")
+    errors = [(e, [str(p) for p in e.get("loc", ()) if p != "body" and not _branch(p)]) for e in exc.errors()]
+    for err, loc in errors:
         kind = err.get("type", "")
-        if kind == "string_type" and isinstance(err.get("input"), dict) and len(errors) > 1:
-            continue  # a message given where text may also go: its own errors say what is wrong
-        # leave out pydantic's names for a union's branches ("function-after[...]", "Message")
-        loc = [str(p) for p in err.get("loc", ()) if p != "body" and not _branch(p)]
+        if (
+            kind == "string_type"
+            and isinstance(err.get("input"), dict)
+            and any(
+                other is not err and other_loc[: len(loc)] == loc and len(other_loc) > len(loc)
+                for other, other_loc in errors
+            )
+        ):
+            continue  # a message where text may also go: the message branch's errors say more
         where = ".".join(loc) or "body"
         if kind == "json_invalid":
             status = 400
@@ -306,15 +313,19 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
     return status, "; ".join(dict.fromkeys(parts))
 
 
+#: Pydantic names a union's model branch by its class in an error's location.
+_BRANCHES = frozenset({"Message"})
+
+
 def _branch(part: object) -> bool:
-    return isinstance(part, str) and ("[" in part or part[:1].isupper())
+    return isinstance(part, str) and ("[" in part or part in _BRANCHES)
 
 
 def _not_json(request: Request, exc: RequestValidationError) -> bool:
     """The body was sent as something other than JSON (curl's default form type, text/plain)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     whole_body = any(tuple(e.get("loc", ())) == ("body",) for e in exc.errors())
-    return whole_body and bool(kind) and kind != "application/json" and not kind.endswith("+json")
+    return whole_body and kind != "application/json" and not kind.endswith("+json")
 
 
 _UNPARSABLE = "There was an error parsing the body"

@@ -91,18 +91,23 @@ class View:
     notice: str = ""
 
 
-#: How far from its cited place a quote is looked for in a changed document (characters).
+#: How far from its cited place a quote is looked for in a changed document (characters),
+#: and how many characters the search may hash in all: the offsets come from the link, so a
+#: crafted one must not buy more than a few tens of milliseconds of CPU.
 MOVED_SEARCH_CHARS = 20_000
+MOVED_SEARCH_BUDGET = 2_000_000
 
 
 def _find_moved(text: str, start: int, end: int, quote: str) -> int | None:
     """Where the quote whose hash is ``quote`` now starts, the nearest to ``start`` within
-    MOVED_SEARCH_CHARS (an edit above it shifted it); None when it is not there."""
+    MOVED_SEARCH_CHARS (an edit above it shifted it; a long quote is looked for nearer);
+    None when it is not there."""
     n = end - start
-    if n <= 0:
+    if n <= 0 or n > len(text):
         return None
     last = len(text) - n
-    for d in range(MOVED_SEARCH_CHARS + 1):
+    radius = min(MOVED_SEARCH_CHARS, MOVED_SEARCH_BUDGET // (2 * n))
+    for d in range(radius + 1):
         for p in (start - d, start + d) if d else (start,):
             if 0 <= p <= last and quote_hash(text[p : p + n]) == quote:
                 return p

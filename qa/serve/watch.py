@@ -31,7 +31,7 @@ def snapshot(seeds_dir: Path) -> Snapshot:
     """(path, size, mtime_ns) of every file under ``seeds_dir``: cheap to compare."""
     entries = []
     for dirpath, dirnames, filenames in os.walk(seeds_dir):
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # never read, as in a build
         for name in sorted(filenames):
             path = os.path.join(dirpath, name)
             try:

@@ -140,10 +140,12 @@ def build_lock(index_dir: Path) -> Iterator[None]:
         index_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(index_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        where = exc.filename or index_dir
+        why = (
+            "a file, not a folder" if index_dir.is_file() else f"{exc.filename or index_dir}: {exc.strerror}"
+        )
         raise ConfigError(
-            f"cannot build the index in {index_dir} ({where}: {exc.strerror or exc}); make it a "
-            "writable folder, or choose another with --index (QA_INDEX_DIR)"
+            f"cannot build the index in {index_dir} ({why}); make it a writable folder, or choose "
+            "another with --index (QA_INDEX_DIR)"
         ) from None
     try:
         try:
