@@ -165,7 +165,7 @@ class QA:
         hits, qvec, _ = self._search(data, resolved.query, k, timings)
         t1 = time.perf_counter()
         keep = resolved.keep if resolved.avoid else None
-        reading = self.reader.read(focus(resolved.question), hits, data.documents, qvec, keep=keep)
+        reading = self.reader.read(resolved.question, hits, data.documents, qvec, keep=keep)
         timings["reader"] = time.perf_counter() - t1
         timings["total"] = time.perf_counter() - t0
         found = reading.citation is not None and reading.confidence >= self.settings.min_confidence
@@ -199,7 +199,7 @@ class QA:
         return self._resolve(self._data, question, history)
 
     def _resolve(self, data: IndexData, question: str, history: Sequence[HistoryItem] | None) -> Resolved:
-        question = self._clean_question(question)
+        question = focus(self._clean_question(question))  # a wordy request: what it asks
         s = self.settings
         turns = parse_history(history, s.max_history_turns, s.max_history_chars, self._clean_turn)
         return resolve(question, turns, known=lambda words: len(data.lexical.idf(words)), declined=NOT_FOUND)

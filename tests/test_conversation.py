@@ -377,3 +377,20 @@ def test_a_wordy_request_is_read_as_the_question_it_asks(question: str, asked: s
 )
 def test_other_questions_are_read_as_they_are(question: str) -> None:
     assert focus(question) == question
+
+
+def test_a_wordy_request_in_a_conversation_stands_on_its_own() -> None:
+    history = [
+        Message("user", "Who encouraged deeper strikes inside Russia?"),
+        Message("assistant", "Western leaders"),
+    ]
+    wordy = (
+        "I'm preparing a briefing for my team, and I would like to know, based on the article, "
+        "which missile system Ukraine is expected to deploy for these deeper strikes?"
+    )
+    resolved = resolve(focus(wordy), history)
+    assert resolved.rule == STANDALONE and resolved.avoid == ()
+    assert resolved.question == "which missile system Ukraine is expected to deploy for these deeper strikes?"
+    # a long text is never read as a fragment of the last question ("Who encouraged I'm ...")
+    long = "The report we are writing for the board this week covers the deeper strikes inside Russia"
+    assert resolve(long, history).rule != FRAGMENT

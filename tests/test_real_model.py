@@ -49,6 +49,20 @@ def test_article_questions_are_answered_with_exact_citations(qa: QA, question: s
     assert 0.0 <= answer.score <= 1.0
 
 
+def test_a_wordy_request_later_in_a_conversation_is_answered(qa: QA) -> None:
+    history = [
+        "Who encouraged deeper strikes inside Russia?",
+        {"role": "assistant", "content": "Western leaders"},
+    ]
+    question = (
+        "I'm preparing a briefing for my team about the war and the latest decisions by the US "
+        "administration, and I would like to know, based on the article, which missile system "
+        "Ukraine is expected to deploy for these deeper strikes into Russian territory?"
+    )
+    answer = qa.ask(question, history=history)
+    assert answer.found and "Army Tactical Missile System" in answer.text, answer
+
+
 @pytest.mark.parametrize(
     "question",
     ["What is the capital of France?", "How do I bake sourdough bread?", "Who won the 1998 World Cup?"],

@@ -471,14 +471,16 @@ def _resolve_one(question: str, prev: _Turn | None, known: Callable[[list[str]],
     if "same" in map(_low, words) and frame.subject and not fragment:  # "Do managers get the same?"
         text = _sentence(_substitute(frame.subject, prev.frame))
         return Resolved(text, text, FRAGMENT)
-    if fragment or (not frame.clause and not frame.wh_word):
+    # a long text is no fragment ("And the hotel limit in Paris?") of the last question
+    short = len(words) < FOCUS_WORDS or fragment
+    if short and (fragment or (not frame.clause and not frame.wh_word)):
         base = resolved or words
         if resolved is not None and any(_low(w) in _POSSESSIVE or _low(w) == "her" for w in words):
             text = _sentence(["What", "is", *base])  # "And its phone extension?"
         else:
             text = _sentence(_substitute(base, prev.frame))
         return Resolved(text, text, FRAGMENT)
-    if not frame.clause:
+    if short and not frame.clause:
         text = _sentence(_ellipsis(frame, prev))
         return Resolved(text, text, ELLIPSIS)
     if resolved is not None:
@@ -516,10 +518,11 @@ def focus(question: str) -> str:
     """The question a wordy request asks, for the reader: "I'm preparing a briefing ..., and I
     would like to know, based on the article, which missile system Ukraine will deploy?" ->
     "which missile system Ukraine will deploy?". The reader learned from short questions and
-    reads the preamble as part of what is asked. Only a request that speaks in the first
-    person (or says please), asks with a verb like "know", and does not itself open with a
-    question word is cut: at the last question word that follows that verb, directly or after
-    a comma within a few words; retrieval still searches the whole text."""
+    reads the preamble as part of what is asked, and in a conversation the preamble would look
+    like a fragment of the last question. Only a request that speaks in the first person (or
+    says please), asks with a verb like "know", and does not itself open with a question word
+    is cut: at the last question word that follows that verb, directly or after a comma within
+    a few words. The pipeline resolves, searches and reads what is left."""
     words = question.split()
     if len(words) < FOCUS_WORDS:
         return question
