@@ -505,7 +505,7 @@ _ASKER = re.compile(r"\b(?:I|I'm|I'd|I've|me|my|we|our|us|[Pp]lease)\b")
 _REQUEST = re.compile(
     r"\b(?:know|wondering|wonder|tell me|find out|learn|understand|explain|confirm|check)\b", re.IGNORECASE
 )
-_WH_WORD = re.compile(r"\b(?:which|what|who|whom|whose|when|where|why|how)\b", re.IGNORECASE)
+_WH_WORD = re.compile(rf"\b(?:{'|'.join(sorted(_WH))})\b", re.IGNORECASE)
 _POLITE = re.compile(r"\s*(?:can|could|would|will)\s+you\b", re.IGNORECASE)
 #: Questions of fewer words are read as they are.
 FOCUS_WORDS = 16

@@ -135,15 +135,13 @@ def create_ui(
     log = feedback or FeedbackLog(qa.settings.feedback_log)
     questions = list(examples) if examples is not None else example_questions(qa)
 
-    def too_long(question: str | None) -> str:
-        """The warning for a question over the limit (as ``QA.ask`` words it), else ""."""
-        size, limit = len((question or "").strip()), qa.settings.max_question_chars
-        return f"the question is too long ({size} characters; the limit is {limit})" if size > limit else ""
+    def too_long(question: str | None) -> bool:
+        return len((question or "").strip()) > qa.settings.max_question_chars
 
     def add_question(question: str, chat: list[dict[str, Any]]) -> Any:
         """Show the question at once; the answer follows in ``respond``. A question over the
         length limit stays in the box, to be shortened, with the limit in a warning."""
-        if too_long(question):  # ``respond`` warns: a toast needs a queued event
+        if too_long(question):  # not shown, and kept in the box; ``respond`` warns (a queued event)
             return gr.skip(), gr.skip(), question
         question = " ".join((question or "").split())
         if not question:
@@ -153,14 +151,11 @@ def create_ui(
     def respond(question: str, chat: list[dict[str, Any]], turns: list[dict[str, Any]]) -> Any:
         if not question:
             return gr.skip(), gr.skip(), gr.skip()
-        if message := too_long(question):
-            gr.Warning(message)
-            return gr.skip(), gr.skip(), gr.skip()
         try:
             answer = qa.ask(question, history=history_of(turns, qa.settings))
-        except InputError as exc:
+        except InputError as exc:  # the engine's words, e.g. the question's length and the limit
             gr.Warning(str(exc))
-            return chat[:-1], gr.skip(), gr.skip()
+            return gr.skip() if too_long(question) else chat[:-1], gr.skip(), gr.skip()
         except QAError as exc:
             raise gr.Error(str(exc)) from None
         chat = [*chat, {"role": "assistant", "content": render.answer_html(answer)}]
@@ -250,7 +245,8 @@ def create_ui(
         chat.example_select(pick_example, [chat], [chat, box, pending], queue=False, **private).then(
             respond, [pending, chat, turns], answer_out, show_progress="minimal", **private
         )
-        chat.like(rate, [turns], None, api_visibility="private")  # queued: its toast shows
+        # queued, so its toast shows; "multiple": a thumb clicked again at once is not dropped
+        chat.like(rate, [turns], None, api_visibility="private", trigger_mode="multiple")
         new.click(clear, None, answer_out, queue=False, **private)
         chat.clear(clear, None, answer_out, queue=False, **private)
         gr.api(ask_api, api_name="ask")
